@@ -1,0 +1,29 @@
+#!/bin/sh
+# install-deps.sh: install the Debian 12 packages edmilter needs to build,
+# to run its demo and to run its tests. Safe to run again; it installs only
+# what is missing. Needs root (or sudo).
+set -eu
+
+PKGS="build-essential autoconf automake libtool pkg-config
+libmilter-dev libclamav-dev libspf2-dev libopendkim-dev libopendmarc-dev
+libpcre2-dev libunbound-dev libevent-dev libgmime-3.0-dev publicsuffix
+clamav-testfiles postfix miltertest zip python3 swaks"
+
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && { echo "install-deps: all packages present"; exit 0; }
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "install-deps: installing:$missing"
+# Postfix must not configure or start a system instance of its own: the demo
+# and the tests run private instances.
+echo "postfix postfix/main_mailer_type select No configuration" |
+	$SUDO debconf-set-selections
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,63 @@
+/*
+ * conf.h: edmilter.conf, parsed from one table of keys.
+ */
+#ifndef CONF_H
+#define CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+#include "verdict.h"
+
+struct conf {
+	char *path;
+
+	/* Daemon. */
+	char *socket;
+	long socket_mode;
+	char *socket_group;
+	char *user;
+	bool allow_root;
+	char *pidfile;
+	bool syslog;
+	int syslog_facility;
+	bool log_debug;
+	char *authserv_id;
+	char *hostname; /* this host, for headers */
+
+	/* ClamAV. */
+	char *clamav_db;
+	long long clamav_max_scansize;
+	long long clamav_max_filesize;
+	long clamav_max_recursion;
+	long clamav_max_files;
+	long clamav_max_scantime;
+	char *tmpdir;
+	enum action on_infected;
+	enum action on_scan_error;
+	char *reject_message;
+	char *tag_subject;
+	bool add_headers;
+	long long max_message_size;
+
+	/* Later checks. */
+	char *rules_path;
+	char *nameservers;
+	struct cidr *internal;
+	size_t ninternal;
+};
+
+/*
+ * Reads path into a new conf. Every error found is added to errs as
+ * "file:line: message"; returns 0, or -1 with *out left NULL.
+ */
+int conf_load(const char *path, struct conf **out, struct errlist *errs);
+/* A conf with every default, for the offline scanner without -c. */
+struct conf *conf_defaults(void);
+void conf_free(struct conf *c);
+bool conf_is_internal(const struct conf *c, const char *addr);
+/* Writes every key and its default, as documentation. */
+void conf_dump_defaults(void);
+
+#endif

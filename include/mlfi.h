@@ -1,0 +1,13 @@
+/*
+ * mlfi.h: the libmilter callbacks.
+ */
+#ifndef MLFI_H
+#define MLFI_H
+
+#include <libmilter/mfapi.h>
+
+extern struct smfiDesc mlfi_desc;
+/* Messages between MAIL FROM and their end, for a clean stop. */
+int mlfi_in_flight(void);
+
+#endif

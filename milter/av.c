@@ -1,0 +1,225 @@
+/*
+ * av.c: libclamav in-process. An engine is loaded and compiled once and
+ * then scanned by any number of threads; the last reference frees it, so a
+ * reload can put a new engine in place while scans on the old one finish.
+ * Messages are scanned from memory, every parser on; libclamav's own
+ * temporary files go into a private directory that dies with the engine.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <clamav.h>
+
+#include "av.h"
+#include "log.h"
+#include "util.h"
+
+struct av_engine {
+	struct cl_engine *engine;
+	atomic_int refs;
+	unsigned sigs;
+	char tmpdir[4096];
+};
+
+int
+av_global_init(char *err, size_t errlen)
+{
+	cl_error_t rc = cl_init(CL_INIT_DEFAULT);
+
+	if (rc != CL_SUCCESS) {
+		snprintf(err, errlen, "libclamav: init: %s", cl_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+av_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb, (void)flag, (void)f;
+	return remove(path) < 0 ? 0 : 0;
+}
+
+static void
+av_destroy(struct av_engine *e)
+{
+	if (e->engine != NULL)
+		cl_engine_free(e->engine);
+	if (e->tmpdir[0] != '\0')
+		nftw(e->tmpdir, av_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(e);
+}
+
+/* Sets the configured limits; they cannot change after compile. */
+static int
+av_limits(struct cl_engine *eng, const struct conf *c, char *err,
+	  size_t errlen)
+{
+	const struct {
+		enum cl_engine_field f;
+		long long v;
+		const char *name;
+	} lim[] = {
+		{CL_ENGINE_MAX_SCANSIZE, c->clamav_max_scansize,
+		 "ClamAVMaxScanSize"},
+		{CL_ENGINE_MAX_FILESIZE, c->clamav_max_filesize,
+		 "ClamAVMaxFileSize"},
+		{CL_ENGINE_MAX_RECURSION, c->clamav_max_recursion,
+		 "ClamAVMaxRecursion"},
+		{CL_ENGINE_MAX_FILES, c->clamav_max_files, "ClamAVMaxFiles"},
+		{CL_ENGINE_MAX_SCANTIME, c->clamav_max_scantime,
+		 "ClamAVMaxScanTime"},
+	};
+	cl_error_t rc;
+
+	for (size_t i = 0; i < sizeof(lim) / sizeof(*lim); i++)
+		if ((rc = cl_engine_set_num(eng, lim[i].f, lim[i].v)) !=
+		    CL_SUCCESS) {
+			snprintf(err, errlen, "libclamav: %s: %s", lim[i].name,
+				 cl_strerror(rc));
+			return -1;
+		}
+	return 0;
+}
+
+int
+av_load(const struct conf *c, struct av_engine **out, char *err,
+	size_t errlen)
+{
+	struct av_engine *e = xcalloc(1, sizeof(*e));
+	unsigned sigs = 0;
+	cl_error_t rc;
+
+	*out = NULL;
+	atomic_init(&e->refs, 1);
+	snprintf(e->tmpdir, sizeof(e->tmpdir), "%s/edmilter-clamav.XXXXXX",
+		 c->tmpdir);
+	if (mkdtemp(e->tmpdir) == NULL) {
+		snprintf(err, errlen, "%s: cannot make a temporary directory: %s",
+			 c->tmpdir, strerror(errno));
+		e->tmpdir[0] = '\0';
+		goto fail;
+	}
+	if ((e->engine = cl_engine_new()) == NULL) {
+		snprintf(err, errlen, "libclamav: cannot create an engine");
+		goto fail;
+	}
+	if (cl_engine_set_str(e->engine, CL_ENGINE_TMPDIR, e->tmpdir) !=
+		    CL_SUCCESS ||
+	    av_limits(e->engine, c, err, errlen) < 0)
+		goto fail_set;
+	rc = cl_load(c->clamav_db, e->engine, &sigs, CL_DB_STDOPT);
+	if (rc != CL_SUCCESS) {
+		snprintf(err, errlen, "%s: cannot load the database: %s",
+			 c->clamav_db, cl_strerror(rc));
+		goto fail;
+	}
+	if (sigs == 0) {
+		snprintf(err, errlen, "%s: the database holds no signature",
+			 c->clamav_db);
+		goto fail;
+	}
+	if ((rc = cl_engine_compile(e->engine)) != CL_SUCCESS) {
+		snprintf(err, errlen, "%s: cannot compile the database: %s",
+			 c->clamav_db, cl_strerror(rc));
+		goto fail;
+	}
+	e->sigs = sigs;
+	*out = e;
+	return 0;
+fail_set:
+	if (err[0] == '\0')
+		snprintf(err, errlen, "libclamav: cannot set the engine up");
+fail:
+	av_destroy(e);
+	return -1;
+}
+
+struct av_engine *
+av_ref(struct av_engine *e)
+{
+	if (e != NULL)
+		atomic_fetch_add(&e->refs, 1);
+	return e;
+}
+
+void
+av_unref(struct av_engine *e)
+{
+	if (e != NULL && atomic_fetch_sub(&e->refs, 1) == 1)
+		av_destroy(e);
+}
+
+unsigned
+av_signatures(const struct av_engine *e)
+{
+	return e ? e->sigs : 0;
+}
+
+const char *
+av_status_name(enum av_status s)
+{
+	return s == AV_CLEAN ? "clean" : s == AV_INFECTED ? "infected" : "error";
+}
+
+void
+av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
+{
+	struct cl_scan_options opts;
+	const char *name = NULL;
+	unsigned long scanned = 0;
+	uint64_t t0 = util_now_ms();
+	cl_fmap_t *map;
+	cl_error_t rc;
+
+	memset(r, 0, sizeof(*r));
+	if (e == NULL) {
+		r->status = AV_ERROR;
+		snprintf(r->error, sizeof(r->error), "no virus database loaded");
+		return;
+	}
+	if ((map = cl_fmap_open_memory(p, len)) == NULL) {
+		r->status = AV_ERROR;
+		snprintf(r->error, sizeof(r->error), "cannot map the message");
+		return;
+	}
+
+	/* Every parser on: a zeroed options struct finds nothing. */
+	memset(&opts, 0, sizeof(opts));
+	opts.parse = ~0u;
+	opts.general = CL_SCAN_GENERAL_HEURISTICS;
+	opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
+
+	rc = cl_scanmap_callback(map, NULL, &name, &scanned, e->engine, &opts,
+				 NULL);
+	cl_fmap_close(map);
+	r->ms = (unsigned)(util_now_ms() - t0);
+	switch (rc) {
+	case CL_CLEAN:
+		r->status = AV_CLEAN;
+		break;
+	case CL_VIRUS:
+		/* A limit hit shows as a heuristic "virus": not checked. */
+		if (name != NULL && strncmp(name, "Heuristics.Limits.", 18) == 0) {
+			r->status = AV_ERROR;
+			snprintf(r->error, sizeof(r->error),
+				 "scan limit exceeded (%s)", name);
+			break;
+		}
+		r->status = AV_INFECTED;
+		util_safe(r->name, sizeof(r->name), name ? name : "unknown",
+			  true);
+		break;
+	default:
+		r->status = AV_ERROR;
+		snprintf(r->error, sizeof(r->error), "scan failed: %s",
+			 cl_strerror(rc));
+		break;
+	}
+}

@@ -1,0 +1,366 @@
+/*
+ * conf.c: edmilter.conf. One "Key Value" per line, '#' starts a comment,
+ * keys are case-insensitive. Every key is a row of conf_keys: its name, its
+ * type, its default and its bounds; the parser knows nothing else. Errors
+ * name the file and the line; loading goes on to report them all.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+
+enum conf_type {
+	CT_STRING,
+	CT_BOOL,
+	CT_INT,  /* long, min..max */
+	CT_SIZE, /* long long bytes, K/M/G suffixes */
+	CT_MODE, /* octal file mode */
+	CT_ACTION,
+	CT_FACILITY,
+	CT_SOCKET,
+	CT_CIDRS,
+};
+
+struct conf_key {
+	const char *name;
+	enum conf_type type;
+	size_t off;
+	const char *def;
+	long long min, max;
+};
+
+#define O(f) offsetof(struct conf, f)
+#define GiB (1024LL * 1024 * 1024)
+
+static const struct conf_key conf_keys[] = {
+	{"Socket", CT_SOCKET, O(socket), "inet:8894@127.0.0.1", 0, 0},
+	{"SocketMode", CT_MODE, O(socket_mode), "0660", 0, 0777},
+	{"SocketGroup", CT_STRING, O(socket_group), "", 0, 0},
+	{"UserID", CT_STRING, O(user), "", 0, 0},
+	{"AllowRoot", CT_BOOL, O(allow_root), "no", 0, 0},
+	{"PidFile", CT_STRING, O(pidfile), "", 0, 0},
+	{"Syslog", CT_BOOL, O(syslog), "yes", 0, 0},
+	{"SyslogFacility", CT_FACILITY, O(syslog_facility), "mail", 0, 0},
+	{"LogDebug", CT_BOOL, O(log_debug), "no", 0, 0},
+	{"AuthservID", CT_STRING, O(authserv_id), "", 0, 0},
+	{"ClamAVDatabase", CT_STRING, O(clamav_db), "/var/lib/clamav", 0, 0},
+	{"ClamAVMaxScanSize", CT_SIZE, O(clamav_max_scansize), "400M", 1024,
+	 4 * GiB - 1},
+	{"ClamAVMaxFileSize", CT_SIZE, O(clamav_max_filesize), "100M", 1024,
+	 4 * GiB - 1},
+	{"ClamAVMaxRecursion", CT_INT, O(clamav_max_recursion), "17", 1, 100},
+	{"ClamAVMaxFiles", CT_INT, O(clamav_max_files), "10000", 1, 1000000},
+	{"ClamAVMaxScanTime", CT_INT, O(clamav_max_scantime), "120000", 100,
+	 3600000},
+	{"TemporaryDirectory", CT_STRING, O(tmpdir), "/tmp", 0, 0},
+	{"OnInfected", CT_ACTION, O(on_infected), "reject", 0, 0},
+	{"OnScanError", CT_ACTION, O(on_scan_error), "tempfail", 0, 0},
+	{"RejectMessage", CT_STRING, O(reject_message),
+	 "message refused: virus found: %v", 0, 0},
+	{"TagSubject", CT_STRING, O(tag_subject), "[VIRUS]", 0, 0},
+	{"AddHeaders", CT_BOOL, O(add_headers), "yes", 0, 0},
+	{"MaxMessageSize", CT_SIZE, O(max_message_size), "50M", 1024,
+	 4 * GiB - 1},
+	{"RulesPath", CT_STRING, O(rules_path), "", 0, 0},
+	{"Nameservers", CT_STRING, O(nameservers), "", 0, 0},
+	{"InternalHosts", CT_CIDRS, O(internal), "127.0.0.0/8 ::1", 0, 0},
+};
+
+#define NKEYS (sizeof(conf_keys) / sizeof(*conf_keys))
+
+/* Parses a number with an optional K, M or G suffix. */
+static int
+conf_parse_size(const char *s, long long *out)
+{
+	char *end;
+	long long v, mult = 1;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (end == s || errno != 0 || v < 0)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'K':
+		mult = 1024, end++;
+		break;
+	case 'M':
+		mult = 1024 * 1024, end++;
+		break;
+	case 'G':
+		mult = GiB, end++;
+		break;
+	default:
+		return -1;
+	}
+	if (*end != '\0' || v > LLONG_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static int
+conf_parse_cidrs(struct conf *c, const char *val, char *err, size_t errlen)
+{
+	char *copy = xstrdup(val), *tok, *save = NULL;
+	int rc = 0;
+
+	free(c->internal);
+	c->internal = NULL;
+	c->ninternal = 0;
+	for (tok = strtok_r(copy, " ,\t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " ,\t", &save)) {
+		struct cidr r;
+
+		if (util_cidr_parse(tok, &r) < 0) {
+			snprintf(err, errlen, "bad address range \"%s\"", tok);
+			rc = -1;
+			break;
+		}
+		c->internal = xrealloc(c->internal,
+				       (c->ninternal + 1) * sizeof(r));
+		c->internal[c->ninternal++] = r;
+	}
+	free(copy);
+	return rc;
+}
+
+/* Stores val for key k in c; on error writes why into err. */
+static int
+conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
+	 size_t errlen)
+{
+	void *p = (char *)c + k->off;
+	long long n;
+	char *end;
+
+	switch (k->type) {
+	case CT_STRING:
+		free(*(char **)p);
+		*(char **)p = xstrdup(val);
+		return 0;
+	case CT_SOCKET:
+		if (strncmp(val, "unix:", 5) != 0 &&
+		    strncmp(val, "local:", 6) != 0 &&
+		    strncmp(val, "inet:", 5) != 0 &&
+		    strncmp(val, "inet6:", 6) != 0) {
+			snprintf(err, errlen,
+				 "expected unix:/path, inet:port@host or "
+				 "inet6:port@host");
+			return -1;
+		}
+		free(*(char **)p);
+		*(char **)p = xstrdup(val);
+		return 0;
+	case CT_BOOL:
+		if (strcasecmp(val, "yes") == 0 || strcasecmp(val, "true") == 0 ||
+		    strcmp(val, "1") == 0)
+			*(bool *)p = true;
+		else if (strcasecmp(val, "no") == 0 ||
+			 strcasecmp(val, "false") == 0 || strcmp(val, "0") == 0)
+			*(bool *)p = false;
+		else {
+			snprintf(err, errlen, "expected yes or no");
+			return -1;
+		}
+		return 0;
+	case CT_INT:
+	case CT_MODE:
+		errno = 0;
+		n = strtoll(val, &end, k->type == CT_MODE ? 8 : 10);
+		if (end == val || *end != '\0' || errno != 0 || n < k->min ||
+		    n > k->max) {
+			snprintf(err, errlen, "expected %s from %lld to %lld",
+				 k->type == CT_MODE ? "an octal mode"
+						    : "a number",
+				 k->min, k->max);
+			return -1;
+		}
+		*(long *)p = (long)n;
+		return 0;
+	case CT_SIZE:
+		if (conf_parse_size(val, &n) < 0 || n < k->min || n > k->max) {
+			snprintf(err, errlen,
+				 "expected a size (K, M, G) from %lld to %lld "
+				 "bytes",
+				 k->min, k->max);
+			return -1;
+		}
+		*(long long *)p = n;
+		return 0;
+	case CT_ACTION:
+		if (verdict_action_parse(val, (enum action *)p) < 0) {
+			snprintf(err, errlen,
+				 "expected accept, tag, quarantine, discard, "
+				 "reject or tempfail");
+			return -1;
+		}
+		return 0;
+	case CT_FACILITY:
+		if ((*(int *)p = log_facility_parse(val)) < 0) {
+			snprintf(err, errlen,
+				 "expected a syslog facility (mail, daemon, "
+				 "local0..local7)");
+			return -1;
+		}
+		return 0;
+	case CT_CIDRS:
+		return conf_parse_cidrs(c, val, err, errlen);
+	}
+	return -1;
+}
+
+static const struct conf_key *
+conf_find(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcasecmp(name, conf_keys[i].name) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+struct conf *
+conf_defaults(void)
+{
+	struct conf *c = xcalloc(1, sizeof(*c));
+	char err[256], host[256];
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (conf_set(c, &conf_keys[i], conf_keys[i].def, err,
+			     sizeof(err)) < 0)
+			abort(); /* a bad default is a bug */
+	c->path = xstrdup("(defaults)");
+	if (gethostname(host, sizeof(host)) < 0)
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	free(c->authserv_id);
+	c->authserv_id = xstrdup(host);
+	c->hostname = xstrdup(host);
+	return c;
+}
+
+/* Splits one line into key and value; both NULL for a blank line. */
+static void
+conf_split(char *line, char **key, char **val)
+{
+	char *p, *e;
+
+	*key = *val = NULL;
+	if ((p = strchr(line, '#')) != NULL)
+		*p = '\0';
+	e = line + strlen(line);
+	while (e > line && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	p = line;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '\0')
+		return;
+	*key = p;
+	while (*p && !isspace((unsigned char)*p))
+		p++;
+	if (*p) {
+		*p++ = '\0';
+		while (isspace((unsigned char)*p))
+			p++;
+	}
+	*val = p;
+}
+
+int
+conf_load(const char *path, struct conf **out, struct errlist *errs)
+{
+	struct conf *c;
+	FILE *fp;
+	char *line = NULL, *key, *val, err[256];
+	size_t cap = 0, before = errs->n;
+	unsigned lineno = 0;
+	unsigned char seen[NKEYS] = {0};
+
+	*out = NULL;
+	if ((fp = fopen(path, "r")) == NULL) {
+		errlist_add(errs, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	c = conf_defaults();
+	free(c->path);
+	c->path = xstrdup(path);
+	while (getline(&line, &cap, fp) != -1) {
+		const struct conf_key *k;
+
+		lineno++;
+		conf_split(line, &key, &val);
+		if (key == NULL)
+			continue;
+		if ((k = conf_find(key)) == NULL) {
+			errlist_add(errs, "%s:%u: unknown key \"%s\"", path,
+				    lineno, key);
+			continue;
+		}
+		if (*val == '\0') {
+			errlist_add(errs, "%s:%u: %s: missing value", path,
+				    lineno, k->name);
+			continue;
+		}
+		if (seen[k - conf_keys]++)
+			errlist_add(errs, "%s:%u: %s: given twice", path,
+				    lineno, k->name);
+		else if (conf_set(c, k, val, err, sizeof(err)) < 0)
+			errlist_add(errs, "%s:%u: %s: bad value \"%s\": %s",
+				    path, lineno, k->name, val, err);
+	}
+	if (ferror(fp))
+		errlist_add(errs, "%s: read error: %s", path, strerror(errno));
+	free(line);
+	fclose(fp);
+	if (errs->n > before) {
+		conf_free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+void
+conf_free(struct conf *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < NKEYS; i++)
+		if (conf_keys[i].type == CT_STRING ||
+		    conf_keys[i].type == CT_SOCKET)
+			free(*(char **)((char *)c + conf_keys[i].off));
+	free(c->internal);
+	free(c->hostname);
+	free(c->path);
+	free(c);
+}
+
+bool
+conf_is_internal(const struct conf *c, const char *addr)
+{
+	uint8_t a[16];
+
+	if (addr == NULL || util_addr_parse(addr, a) < 0)
+		return false;
+	for (size_t i = 0; i < c->ninternal; i++)
+		if (util_cidr_match(&c->internal[i], a))
+			return true;
+	return false;
+}
+
+void
+conf_dump_defaults(void)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		printf("%-20s %s\n", conf_keys[i].name, conf_keys[i].def);
+}

@@ -1,0 +1,302 @@
+/*
+ * edmilter.c: the daemon. Reads the config, opens the milter socket while
+ * still privileged, becomes UserID, loads the ClamAV engine and hands over
+ * to libmilter. SIGUSR1 reloads the config and the database as one new
+ * snapshot; SIGTERM stops after the messages in flight are answered.
+ *
+ * Logs start-up, reload and stop at info level; errors at err.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "edmilter.h"
+#include "log.h"
+#include "mlfi.h"
+#include "snap.h"
+
+/* How long a stop waits for messages in flight. */
+#define EDM_STOP_WAIT_S 30
+
+static const char *edm_conf_path = EDM_DEFAULT_CONF;
+
+static void
+edm_usage(void)
+{
+	fprintf(stderr, "usage: edmilter [-fnV] [-c config]\n"
+			"  -c FILE  configuration (default %s)\n"
+			"  -f       stay in the foreground, log to stderr\n"
+			"  -n       check the configuration and exit\n"
+			"  -V       print the version and exit\n",
+		EDM_DEFAULT_CONF);
+	exit(2);
+}
+
+static void
+edm_print_errors(const struct errlist *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		fprintf(stderr, "%s\n", errs->lines[i]);
+}
+
+/* -n: every error as file:line: message, or "configuration OK". */
+static int
+edm_check(const char *path)
+{
+	struct errlist errs = {0};
+	struct conf *c;
+
+	if (conf_load(path, &c, &errs) < 0) {
+		edm_print_errors(&errs);
+		errlist_free(&errs);
+		return 1;
+	}
+	/* XXX the rules language is not there yet: RulesPath is only kept. */
+	conf_free(c);
+	printf("configuration OK\n");
+	return 0;
+}
+
+/* Socket mode and group, for a unix socket. */
+static int
+edm_socket_perms(const struct conf *c)
+{
+	const char *path;
+	struct group *g;
+
+	if (strncmp(c->socket, "unix:", 5) == 0)
+		path = c->socket + 5;
+	else if (strncmp(c->socket, "local:", 6) == 0)
+		path = c->socket + 6;
+	else
+		return 0;
+	if (chmod(path, (mode_t)c->socket_mode) < 0) {
+		log_msg(LOG_ERR, "%s: chmod: %s", path, strerror(errno));
+		return -1;
+	}
+	if (c->socket_group[0] == '\0')
+		return 0;
+	if ((g = getgrnam(c->socket_group)) == NULL) {
+		log_msg(LOG_ERR, "SocketGroup %s: no such group",
+			c->socket_group);
+		return -1;
+	}
+	if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+		log_msg(LOG_ERR, "%s: chown: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+edm_drop_privileges(const struct conf *c)
+{
+	struct passwd *pw;
+
+	if (c->user[0] == '\0') {
+		if (getuid() == 0 && !c->allow_root) {
+			log_msg(LOG_ERR, "refusing to run as root: set UserID "
+					 "(or AllowRoot yes)");
+			return -1;
+		}
+		return 0;
+	}
+	if ((pw = getpwnam(c->user)) == NULL) {
+		log_msg(LOG_ERR, "UserID %s: no such user", c->user);
+		return -1;
+	}
+	if (getuid() == pw->pw_uid)
+		return 0;
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_msg(LOG_ERR, "becoming %s: %s", c->user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+edm_daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (chdir("/") < 0)
+		return -1;
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+static void
+edm_write_pid(const char *path)
+{
+	FILE *fp;
+
+	if (path[0] == '\0')
+		return;
+	if ((fp = fopen(path, "w")) == NULL) {
+		log_msg(LOG_ERR, "%s: cannot write the pid: %s", path,
+			strerror(errno));
+		return;
+	}
+	fprintf(fp, "%ld\n", (long)getpid());
+	fclose(fp);
+}
+
+/* Builds a new snapshot; a bad config keeps the running one. */
+static void
+edm_reload(void)
+{
+	struct snap *cur = snap_get(), *s;
+	struct errlist errs = {0};
+
+	log_msg(LOG_INFO, "reloading %s", edm_conf_path);
+	if (snap_build(edm_conf_path, cur ? cur->av : NULL, &s, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_msg(LOG_ERR, "%s", errs.lines[i]);
+		log_msg(LOG_ERR, "reload failed: keeping the running "
+				 "configuration");
+	} else {
+		log_msg(LOG_INFO, "reloaded: %u signatures",
+			av_signatures(s->av));
+		snap_install(s);
+	}
+	errlist_free(&errs);
+	snap_put(cur);
+}
+
+/* Waits for SIGUSR1; libmilter's own thread takes SIGTERM and SIGHUP. */
+static void *
+edm_signal_thread(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	for (;;)
+		if (sigwait(&set, &sig) == 0 && sig == SIGUSR1)
+			edm_reload();
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct errlist errs = {0};
+	struct conf *c;
+	struct snap *s;
+	pthread_t tid;
+	sigset_t set;
+	int ch, foreground = 0, check = 0, rc;
+	char err[EDM_ERRLEN];
+
+	while ((ch = getopt(argc, argv, "c:fnV")) != -1)
+		switch (ch) {
+		case 'c':
+			edm_conf_path = optarg;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'V':
+			printf("%s %s\n", EDM_NAME, EDM_VERSION);
+			return 0;
+		default:
+			edm_usage();
+		}
+	if (optind != argc)
+		edm_usage();
+	if (check)
+		return edm_check(edm_conf_path);
+
+	if (conf_load(edm_conf_path, &c, &errs) < 0) {
+		edm_print_errors(&errs);
+		return 1;
+	}
+	log_init(EDM_NAME, c->syslog_facility, foreground || !c->syslog);
+	if (c->log_debug)
+		log_set_level(LOG_DEBUG);
+	if (av_global_init(err, sizeof(err)) < 0) {
+		log_msg(LOG_ERR, "%s", err);
+		return 1;
+	}
+
+	/* The socket is opened while still privileged. */
+	if (smfi_register(mlfi_desc) != MI_SUCCESS ||
+	    smfi_setconn(c->socket) != MI_SUCCESS ||
+	    smfi_opensocket(1) != MI_SUCCESS) {
+		log_msg(LOG_ERR, "%s: cannot open the milter socket",
+			c->socket);
+		return 1;
+	}
+	if (edm_socket_perms(c) < 0)
+		return 1;
+	if (!foreground && edm_daemonize() < 0) {
+		log_msg(LOG_ERR, "cannot become a daemon: %s", strerror(errno));
+		return 1;
+	}
+	edm_write_pid(c->pidfile);
+	if (edm_drop_privileges(c) < 0)
+		return 1;
+
+	/* Threads inherit this mask: only the waiting threads take these. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	if (snap_build(edm_conf_path, NULL, &s, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_msg(LOG_ERR, "%s", errs.lines[i]);
+		return 1;
+	}
+	if (s->av == NULL)
+		log_msg(LOG_ERR, "%s; every message gets OnScanError (%s)",
+			s->av_error, verdict_action_name(c->on_scan_error));
+	snap_install(s);
+	if (pthread_create(&tid, NULL, edm_signal_thread, NULL) != 0) {
+		log_msg(LOG_ERR, "cannot start the signal thread");
+		return 1;
+	}
+	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures",
+		EDM_NAME, EDM_VERSION, c->socket, av_signatures(s->av));
+
+	rc = smfi_main();
+
+	/* Let the messages in flight be answered, for a while. */
+	for (int i = 0; i < EDM_STOP_WAIT_S * 10 && mlfi_in_flight() > 0; i++)
+		usleep(100000);
+	if (mlfi_in_flight() > 0)
+		log_msg(LOG_WARNING, "stopping with %d messages unanswered",
+			mlfi_in_flight());
+	if (c->pidfile[0] != '\0')
+		unlink(c->pidfile);
+	log_msg(LOG_INFO, "stopped");
+	conf_free(c);
+	return rc == MI_SUCCESS ? 0 : 1;
+}

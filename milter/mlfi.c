@@ -1,0 +1,358 @@
+/*
+ * mlfi.c: the libmilter callbacks. They only fill the msg object and apply
+ * the verdict the pipeline returns: replies, header changes, quarantine.
+ * State lives behind smfi_setpriv: Debian's libmilter runs the callbacks
+ * of one connection on different threads, one at a time.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "edmilter.h"
+#include "log.h"
+#include "mlfi.h"
+#include "pipe.h"
+#include "snap.h"
+
+struct mlfi_conn {
+	struct snap *snap; /* the snapshot this connection started with */
+	struct msg msg;
+	unsigned long proto; /* protocol flags agreed with the MTA */
+	bool in_msg;
+};
+
+/* Steps we skip, replies we never give early, byte-exact header values. */
+#define MLFI_PROTO                                                            \
+	(SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NR_CONN |       \
+	 SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR |       \
+	 SMFIP_NR_UNKN | SMFIP_NR_DATA | SMFIP_NR_EOH | SMFIP_HDR_LEADSPC |   \
+	 SMFIP_SKIP)
+#define MLFI_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
+
+static atomic_int mlfi_messages;
+
+int
+mlfi_in_flight(void)
+{
+	return atomic_load(&mlfi_messages);
+}
+
+/* The connection state, made on first use: close may come without it. */
+static struct mlfi_conn *
+mlfi_get(SMFICTX *ctx)
+{
+	struct mlfi_conn *c = smfi_getpriv(ctx);
+	struct snap *s;
+
+	if (c != NULL)
+		return c;
+	if ((s = snap_get()) == NULL)
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	c->snap = s;
+	msg_init(&c->msg, (size_t)s->conf->max_message_size);
+	if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
+		msg_free(&c->msg);
+		snap_put(s);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* CONTINUE, or NOREPLY where the MTA agreed to expect no reply. */
+static sfsistat
+mlfi_cont(const struct mlfi_conn *c, unsigned long nr)
+{
+	return (c->proto & nr) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static void
+mlfi_end_message(struct mlfi_conn *c)
+{
+	if (c->in_msg) {
+		c->in_msg = false;
+		atomic_fetch_sub(&mlfi_messages, 1);
+	}
+	msg_reset(&c->msg);
+}
+
+static sfsistat
+mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+	       unsigned long f2, unsigned long f3, unsigned long *pf0,
+	       unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+	struct mlfi_conn *c = mlfi_get(ctx);
+
+	(void)f2, (void)f3;
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	if ((f0 & MLFI_ACTIONS) != MLFI_ACTIONS)
+		log_msg(LOG_WARNING,
+			"the MTA offers no header changes or quarantine "
+			"(actions 0x%lx): headers will not be added",
+			f0);
+	*pf0 = f0 & (MLFI_ACTIONS | SMFIF_SETSYMLIST);
+	*pf1 = c->proto = f1 & MLFI_PROTO;
+	*pf2 = *pf3 = 0;
+
+	/* Ask for the macros we use, and "i" wherever it may be set. */
+	if (f0 & SMFIF_SETSYMLIST) {
+		smfi_setsymlist(ctx, SMFIM_CONNECT, "j {client_addr}");
+		smfi_setsymlist(ctx, SMFIM_ENVFROM,
+				"i {auth_authen} {auth_type}");
+		smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i");
+		smfi_setsymlist(ctx, SMFIM_EOM, "i");
+	}
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_connect(SMFICTX *ctx, char *name, _SOCK_ADDR *sa)
+{
+	struct mlfi_conn *c = mlfi_get(ctx);
+	char addr[INET6_ADDRSTRLEN] = "";
+	const char *j;
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	if (sa != NULL && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr,
+			  sizeof(addr));
+	else if (sa != NULL && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
+			  addr, sizeof(addr));
+	msg_set_client(&c->msg, addr, name);
+	if ((j = smfi_getsymval(ctx, "j")) != NULL)
+		msg_set_macro(&c->msg, "j", j);
+	return mlfi_cont(c, SMFIP_NR_CONN);
+}
+
+static sfsistat
+mlfi_helo(SMFICTX *ctx, char *helo)
+{
+	struct mlfi_conn *c = mlfi_get(ctx);
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	msg_set_helo(&c->msg, helo);
+	return mlfi_cont(c, SMFIP_NR_HELO);
+}
+
+static void
+mlfi_macros(SMFICTX *ctx, struct mlfi_conn *c, const char *const *names)
+{
+	const char *v;
+
+	for (; *names != NULL; names++)
+		if ((v = smfi_getsymval(ctx, (char *)*names)) != NULL)
+			msg_set_macro(&c->msg, *names, v);
+}
+
+static sfsistat
+mlfi_envfrom(SMFICTX *ctx, char **argv)
+{
+	static const char *const names[] = {"{auth_authen}", "{auth_type}",
+					    NULL};
+	struct mlfi_conn *c = mlfi_get(ctx);
+	const char *v;
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	mlfi_end_message(c);
+	c->in_msg = true;
+	atomic_fetch_add(&mlfi_messages, 1);
+	msg_set_from(&c->msg, argv[0]);
+	mlfi_macros(ctx, c, names);
+	if ((v = smfi_getsymval(ctx, "{auth_authen}")) != NULL && *v)
+		c->msg.auth = xstrdup(v);
+	return mlfi_cont(c, SMFIP_NR_MAIL);
+}
+
+static sfsistat
+mlfi_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct mlfi_conn *c = mlfi_get(ctx);
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	msg_add_rcpt(&c->msg, argv[0]);
+	return mlfi_cont(c, SMFIP_NR_RCPT);
+}
+
+static sfsistat
+mlfi_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct mlfi_conn *c = mlfi_get(ctx);
+	char *v;
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	if (c->proto & SMFIP_HDR_LEADSPC) {
+		msg_add_header(&c->msg, name, value);
+	} else {
+		/* Without LEADSPC the MTA ate the space after the colon. */
+		v = xmalloc(strlen(value) + 2);
+		v[0] = ' ';
+		strcpy(v + 1, value);
+		msg_add_header(&c->msg, name, v);
+		free(v);
+	}
+	return mlfi_cont(c, SMFIP_NR_HDR);
+}
+
+static sfsistat
+mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+{
+	struct mlfi_conn *c = mlfi_get(ctx);
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	msg_add_body(&c->msg, chunk, len);
+
+	/* Past the limit the verdict is known: no need for the rest. */
+	if (c->msg.truncated && (c->proto & SMFIP_SKIP))
+		return SMFIS_SKIP;
+	return SMFIS_CONTINUE;
+}
+
+/* Makes the header changes of the verdict; logs any the MTA refuses. */
+static void
+mlfi_apply_headers(SMFICTX *ctx, struct mlfi_conn *c, const struct verdict *v)
+{
+	const char *qid = c->msg.qid;
+
+	for (size_t i = 0; i < v->nops; i++) {
+		const struct hdrop *op = &v->ops[i];
+		char *val = NULL;
+		int rc = MI_FAILURE;
+
+		if (op->value != NULL) {
+			val = xmalloc(strlen(op->value) + 2);
+			sprintf(val, "%s%s",
+				(c->proto & SMFIP_HDR_LEADSPC) ? " " : "",
+				op->value);
+		}
+		switch (op->kind) {
+		case HDROP_ADD:
+			rc = smfi_addheader(ctx, op->name, val);
+			break;
+		case HDROP_INSERT:
+			rc = smfi_insheader(ctx, op->index, op->name, val);
+			break;
+		case HDROP_CHANGE:
+		case HDROP_DELETE:
+			rc = smfi_chgheader(ctx, op->name, op->index, val);
+			break;
+		}
+		if (rc != MI_SUCCESS)
+			log_qid(LOG_WARNING, qid, "header %s: change refused "
+				"by the MTA", op->name);
+		free(val);
+	}
+}
+
+static sfsistat
+mlfi_eom(SMFICTX *ctx)
+{
+	struct mlfi_conn *c = mlfi_get(ctx);
+	struct pipe_report r;
+	const char *qid;
+	sfsistat ret = SMFIS_CONTINUE;
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	if ((qid = smfi_getsymval(ctx, "i")) != NULL)
+		snprintf(c->msg.qid, sizeof(c->msg.qid), "%s", qid);
+	msg_end_headers(&c->msg);
+	pipe_run(c->snap, &c->msg, &r);
+
+	switch (r.verdict.action) {
+	case ACT_QUARANTINE:
+		if (smfi_quarantine(ctx, r.verdict.reason) != MI_SUCCESS) {
+			log_qid(LOG_ERR, c->msg.qid,
+				"quarantine refused by the MTA; tempfail");
+			verdict_set(&r.verdict, ACT_TEMPFAIL,
+				    "quarantine refused by the MTA");
+			verdict_reply(&r.verdict, "451", "4.3.0",
+				      "temporary local problem, try again "
+				      "later");
+			break;
+		}
+		/* FALLTHROUGH */
+	case ACT_ACCEPT:
+	case ACT_TAG:
+		mlfi_apply_headers(ctx, c, &r.verdict);
+		break;
+	default:
+		break;
+	}
+	switch (r.verdict.action) {
+	case ACT_REJECT:
+	case ACT_TEMPFAIL:
+		if (r.verdict.rcode[0] != '\0' &&
+		    smfi_setreply(ctx, r.verdict.rcode, r.verdict.xcode,
+				  r.verdict.text) != MI_SUCCESS)
+			log_qid(LOG_WARNING, c->msg.qid,
+				"reply refused by libmilter");
+		ret = r.verdict.action == ACT_REJECT ? SMFIS_REJECT
+						     : SMFIS_TEMPFAIL;
+		break;
+	case ACT_DISCARD:
+		ret = SMFIS_DISCARD;
+		break;
+	default:
+		ret = SMFIS_CONTINUE;
+		break;
+	}
+	pipe_log(&c->msg, &r);
+	pipe_report_free(&r);
+	mlfi_end_message(c);
+	return ret;
+}
+
+static sfsistat
+mlfi_abort(SMFICTX *ctx)
+{
+	struct mlfi_conn *c = smfi_getpriv(ctx);
+
+	if (c != NULL)
+		mlfi_end_message(c);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_close(SMFICTX *ctx)
+{
+	struct mlfi_conn *c = smfi_getpriv(ctx);
+
+	if (c == NULL)
+		return SMFIS_CONTINUE;
+	mlfi_end_message(c);
+	msg_free(&c->msg);
+	snap_put(c->snap);
+	free(c);
+	smfi_setpriv(ctx, NULL);
+	return SMFIS_CONTINUE;
+}
+
+struct smfiDesc mlfi_desc = {
+	.xxfi_name = EDM_NAME,
+	.xxfi_version = SMFI_VERSION,
+	.xxfi_flags = MLFI_ACTIONS | SMFIF_SETSYMLIST,
+	.xxfi_connect = mlfi_connect,
+	.xxfi_helo = mlfi_helo,
+	.xxfi_envfrom = mlfi_envfrom,
+	.xxfi_envrcpt = mlfi_envrcpt,
+	.xxfi_header = mlfi_header,
+	.xxfi_body = mlfi_body,
+	.xxfi_eom = mlfi_eom,
+	.xxfi_abort = mlfi_abort,
+	.xxfi_close = mlfi_close,
+	.xxfi_negotiate = mlfi_negotiate,
+};

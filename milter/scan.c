@@ -1,0 +1,292 @@
+/*
+ * scan.c: edmilter-scan, the offline front end. Runs the very pipeline of
+ * the daemon, with the same config, on message files or stdin, and prints
+ * each check's result, the verdict, the reply and the header changes:
+ * the admins' answer to "why was this mail rejected?".
+ *
+ * Exit: 0 when every message would be accepted (or tagged), 1 when one
+ * would not, 2 on an error (unreadable file, bad config).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "edmilter.h"
+#include "log.h"
+#include "pipe.h"
+#include "snap.h"
+
+struct scan_env {
+	const char *ip, *helo, *from, *auth;
+	const char **rcpts;
+	size_t nrcpts;
+	int json;
+};
+
+static void
+scan_usage(void)
+{
+	fprintf(stderr,
+		"usage: edmilter-scan [-c config] [--json] [--ip addr] "
+		"[--helo name]\n"
+		"                     [--from addr] [--rcpt addr]... "
+		"[--auth user] [file.eml...]\n"
+		"With no file, or \"-\", the message is read from stdin.\n");
+	exit(2);
+}
+
+static int
+scan_read(const char *path, struct buf *b)
+{
+	FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	char chunk[65536];
+	size_t n;
+
+	if (fp == NULL)
+		return -1;
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		if (buf_append(b, chunk, n) < 0) {
+			errno = ENOMEM;
+			break;
+		}
+	if (ferror(fp) || errno == ENOMEM) {
+		if (fp != stdin)
+			fclose(fp);
+		return -1;
+	}
+	if (fp != stdin)
+		fclose(fp);
+	return 0;
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void
+scan_json_str(const char *s)
+{
+	putchar('"');
+	for (; s != NULL && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static const char *
+scan_hdrop_name(enum hdrop_kind k)
+{
+	static const char *names[] = {"add", "insert", "change", "delete"};
+
+	return names[k];
+}
+
+static void
+scan_print_json(const char *path, const struct msg *m,
+		const struct pipe_report *r)
+{
+	const struct verdict *v = &r->verdict;
+	char reply[600] = "";
+
+	if (v->rcode[0])
+		snprintf(reply, sizeof(reply), "%s %s %s", v->rcode, v->xcode,
+			 v->text);
+	printf("{\"file\":");
+	scan_json_str(path);
+	printf(",\"size\":%zu,\"verdict\":", m->size);
+	scan_json_str(verdict_action_name(v->action));
+	printf(",\"reason\":");
+	scan_json_str(v->reason);
+	printf(",\"reply\":");
+	if (reply[0])
+		scan_json_str(reply);
+	else
+		printf("null");
+	printf(",\"headers\":[");
+	for (size_t i = 0; i < v->nops; i++) {
+		printf("%s{\"op\":", i ? "," : "");
+		scan_json_str(scan_hdrop_name(v->ops[i].kind));
+		printf(",\"name\":");
+		scan_json_str(v->ops[i].name);
+		printf(",\"index\":%d,\"value\":", v->ops[i].index);
+		if (v->ops[i].value)
+			scan_json_str(v->ops[i].value);
+		else
+			printf("null");
+		putchar('}');
+	}
+	printf("],\"clamav\":{\"result\":");
+	scan_json_str(av_status_name(r->av.status));
+	printf(",\"signature\":");
+	if (r->av.status == AV_INFECTED)
+		scan_json_str(r->av.name);
+	else
+		printf("null");
+	printf(",\"error\":");
+	if (r->av.status == AV_ERROR)
+		scan_json_str(r->av.error);
+	else
+		printf("null");
+	printf(",\"ms\":%u},\"ms\":%u}\n", r->av.ms, r->ms);
+}
+
+static void
+scan_print_text(const char *path, const struct msg *m,
+		const struct pipe_report *r)
+{
+	const struct verdict *v = &r->verdict;
+
+	printf("%s: %zu bytes\n", path, m->size);
+	printf("  clamav:  %s", av_status_name(r->av.status));
+	if (r->av.status == AV_INFECTED)
+		printf(" (%s)", r->av.name);
+	else if (r->av.status == AV_ERROR)
+		printf(" (%s)", r->av.error);
+	printf(", %u ms\n", r->av.ms);
+	printf("  verdict: %s (%s)\n", verdict_action_name(v->action),
+	       v->reason);
+	if (v->rcode[0])
+		printf("  reply:   %s %s %s\n", v->rcode, v->xcode, v->text);
+	for (size_t i = 0; i < v->nops; i++) {
+		const struct hdrop *op = &v->ops[i];
+
+		if (op->kind == HDROP_DELETE)
+			printf("  header:  delete %s #%d\n", op->name,
+			       op->index);
+		else
+			printf("  header:  %s %s: %s\n",
+			       scan_hdrop_name(op->kind), op->name, op->value);
+	}
+}
+
+/* Scans one file; returns 0 accepted, 1 not accepted, 2 error. */
+static int
+scan_one(const struct snap *s, const struct scan_env *env, const char *path)
+{
+	struct buf data = {0};
+	struct pipe_report r;
+	struct msg m;
+	int rc;
+
+	if (scan_read(path, &data) < 0) {
+		fprintf(stderr, "edmilter-scan: %s: %s\n", path,
+			strerror(errno));
+		buf_free(&data);
+		return 2;
+	}
+	msg_init(&m, (size_t)s->conf->max_message_size);
+	msg_set_client(&m, env->ip, "");
+	msg_set_helo(&m, env->helo);
+	msg_set_from(&m, env->from);
+	for (size_t i = 0; i < env->nrcpts; i++)
+		msg_add_rcpt(&m, env->rcpts[i]);
+	if (env->auth != NULL)
+		m.auth = xstrdup(env->auth);
+	snprintf(m.qid, sizeof(m.qid), "scan");
+	msg_parse(&m, data.data ? data.data : "", data.len);
+	buf_free(&data);
+
+	pipe_run(s, &m, &r);
+	pipe_log(&m, &r);
+	if (env->json)
+		scan_print_json(path, &m, &r);
+	else
+		scan_print_text(path, &m, &r);
+	rc = r.verdict.action <= ACT_TAG ? 0 : 1;
+	pipe_report_free(&r);
+	msg_free(&m);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{"ip", required_argument, NULL, 'i'},
+		{"helo", required_argument, NULL, 'h'},
+		{"from", required_argument, NULL, 'f'},
+		{"rcpt", required_argument, NULL, 'r'},
+		{"auth", required_argument, NULL, 'a'},
+		{"verbose", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	struct scan_env env = {.ip = "127.0.0.1", .helo = "localhost",
+			       .from = ""};
+	const char *conf_path = NULL;
+	struct errlist errs = {0};
+	struct snap *s;
+	char err[EDM_ERRLEN];
+	int ch, rc = 0, verbose = 0;
+
+	while ((ch = getopt_long(argc, argv, "c:v", longopts, NULL)) != -1)
+		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 'j':
+			env.json = 1;
+			break;
+		case 'i':
+			env.ip = optarg;
+			break;
+		case 'h':
+			env.helo = optarg;
+			break;
+		case 'f':
+			env.from = optarg;
+			break;
+		case 'r':
+			env.rcpts = xrealloc(env.rcpts, (env.nrcpts + 1) *
+							     sizeof(char *));
+			env.rcpts[env.nrcpts++] = optarg;
+			break;
+		case 'a':
+			env.auth = optarg;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		default:
+			scan_usage();
+		}
+
+	/* Without -c: the daemon's config if there is one, else defaults. */
+	if (conf_path == NULL && access(EDM_DEFAULT_CONF, R_OK) == 0)
+		conf_path = EDM_DEFAULT_CONF;
+	log_init("edmilter-scan", LOG_MAIL, 1);
+	log_set_level(verbose ? LOG_DEBUG : LOG_WARNING);
+	if (av_global_init(err, sizeof(err)) < 0) {
+		fprintf(stderr, "edmilter-scan: %s\n", err);
+		return 2;
+	}
+	if (snap_build(conf_path, NULL, &s, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.lines[i]);
+		return 2;
+	}
+	if (s->av == NULL)
+		fprintf(stderr, "edmilter-scan: %s\n", s->av_error);
+	snap_install(s);
+
+	if (optind == argc) {
+		rc = scan_one(s, &env, "-");
+	} else {
+		for (int i = optind; i < argc; i++) {
+			int r = scan_one(s, &env, argv[i]);
+
+			rc = r > rc ? r : rc;
+		}
+	}
+	snap_install(NULL);
+	free(env.rcpts);
+	return rc;
+}
