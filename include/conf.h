@@ -41,9 +41,20 @@ struct conf {
 	bool add_headers;
 	long long max_message_size;
 
-	/* Later checks. */
-	char *rules_path;
+	/* Sender authentication. */
 	char *nameservers;
+	long dns_timeout;
+	bool auth_checks;
+	bool add_received_spf;
+	long min_key_bits;
+	long max_signatures;
+	char *public_suffix_list;
+	enum action on_dmarc_reject;
+	enum action on_dmarc_quarantine;
+	enum action on_auth_temp_error;
+
+	/* Rules. */
+	char *rules_path;
 	struct cidr *internal;
 	size_t ninternal;
 };
