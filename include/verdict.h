@@ -5,6 +5,7 @@
 #ifndef VERDICT_H
 #define VERDICT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* In rising order of precedence when two checks disagree. */
@@ -43,6 +44,11 @@ struct verdict {
 
 const char *verdict_action_name(enum action a);
 int verdict_action_parse(const char *s, enum action *a);
+/*
+ * Whether the message goes on (accept, tag, quarantine): only then are its
+ * header changes made.
+ */
+bool verdict_delivers(enum action a);
 void verdict_set(struct verdict *v, enum action a, const char *reason);
 void verdict_reply(struct verdict *v, const char *rcode, const char *xcode,
 		   const char *text);

@@ -234,6 +234,7 @@ main(int argc, char **argv)
 
 	if (conf_load(edm_conf_path, &c, &errs) < 0) {
 		edm_print_errors(&errs);
+		errlist_free(&errs);
 		return 1;
 	}
 	log_init(EDM_NAME, c->syslog_facility, foreground || !c->syslog);
@@ -296,6 +297,8 @@ main(int argc, char **argv)
 			mlfi_in_flight());
 	if (c->pidfile[0] != '\0')
 		unlink(c->pidfile);
+	/* The engine dies with its last user, its temporary folder with it. */
+	snap_install(NULL);
 	log_msg(LOG_INFO, "stopped");
 	conf_free(c);
 	return rc == MI_SUCCESS ? 0 : 1;

@@ -272,26 +272,17 @@ mlfi_eom(SMFICTX *ctx)
 	msg_end_headers(&c->msg);
 	pipe_run(c->snap, &c->msg, &r);
 
-	switch (r.verdict.action) {
-	case ACT_QUARANTINE:
-		if (smfi_quarantine(ctx, r.verdict.reason) != MI_SUCCESS) {
-			log_qid(LOG_ERR, c->msg.qid,
-				"quarantine refused by the MTA; tempfail");
-			verdict_set(&r.verdict, ACT_TEMPFAIL,
-				    "quarantine refused by the MTA");
-			verdict_reply(&r.verdict, "451", "4.3.0",
-				      "temporary local problem, try again "
-				      "later");
-			break;
-		}
-		/* FALLTHROUGH */
-	case ACT_ACCEPT:
-	case ACT_TAG:
-		mlfi_apply_headers(ctx, c, &r.verdict);
-		break;
-	default:
-		break;
+	if (r.verdict.action == ACT_QUARANTINE &&
+	    smfi_quarantine(ctx, r.verdict.reason) != MI_SUCCESS) {
+		log_qid(LOG_ERR, c->msg.qid,
+			"quarantine refused by the MTA; tempfail");
+		verdict_set(&r.verdict, ACT_TEMPFAIL,
+			    "quarantine refused by the MTA");
+		verdict_reply(&r.verdict, "451", "4.3.0",
+			      "temporary local problem, try again later");
 	}
+	if (verdict_delivers(r.verdict.action))
+		mlfi_apply_headers(ctx, c, &r.verdict);
 	switch (r.verdict.action) {
 	case ACT_REJECT:
 	case ACT_TEMPFAIL:

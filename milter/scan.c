@@ -93,6 +93,7 @@ scan_print_json(const char *path, const struct msg *m,
 		const struct pipe_report *r)
 {
 	const struct verdict *v = &r->verdict;
+	size_t nops = verdict_delivers(v->action) ? v->nops : 0;
 	char reply[600] = "";
 
 	if (v->rcode[0])
@@ -110,7 +111,7 @@ scan_print_json(const char *path, const struct msg *m,
 	else
 		printf("null");
 	printf(",\"headers\":[");
-	for (size_t i = 0; i < v->nops; i++) {
+	for (size_t i = 0; i < nops; i++) {
 		printf("%s{\"op\":", i ? "," : "");
 		scan_json_str(scan_hdrop_name(v->ops[i].kind));
 		printf(",\"name\":");
@@ -142,6 +143,7 @@ scan_print_text(const char *path, const struct msg *m,
 		const struct pipe_report *r)
 {
 	const struct verdict *v = &r->verdict;
+	size_t nops = verdict_delivers(v->action) ? v->nops : 0;
 
 	printf("%s: %zu bytes\n", path, m->size);
 	printf("  clamav:  %s", av_status_name(r->av.status));
@@ -154,7 +156,7 @@ scan_print_text(const char *path, const struct msg *m,
 	       v->reason);
 	if (v->rcode[0])
 		printf("  reply:   %s %s %s\n", v->rcode, v->xcode, v->text);
-	for (size_t i = 0; i < v->nops; i++) {
+	for (size_t i = 0; i < nops; i++) {
 		const struct hdrop *op = &v->ops[i];
 
 		if (op->kind == HDROP_DELETE)
@@ -271,6 +273,7 @@ main(int argc, char **argv)
 	if (snap_build(conf_path, NULL, &s, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.lines[i]);
+		errlist_free(&errs);
 		return 2;
 	}
 	if (s->av == NULL)

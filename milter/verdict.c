@@ -32,6 +32,12 @@ verdict_action_parse(const char *s, enum action *a)
 	return -1;
 }
 
+bool
+verdict_delivers(enum action a)
+{
+	return a == ACT_ACCEPT || a == ACT_TAG || a == ACT_QUARANTINE;
+}
+
 void
 verdict_set(struct verdict *v, enum action a, const char *reason)
 {

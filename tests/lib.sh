@@ -115,6 +115,12 @@ stop_milter() {
 	MILTER_PID=""
 }
 
+# The EICAR test string, made from the test signature: no script carries it.
+eicar() {
+	python3 -c 'import sys; sys.stdout.write(bytes.fromhex(sys.argv[1]).decode())' \
+		"$(sed -n 's/^Edmilter\.Test\.Eicar:0:\*://p' "$SIGS/edmilter-test.ndb")"
+}
+
 # mail_with_attachment NAME FILE: a MIME message carrying FILE in base64.
 mail_with_attachment() {
 	cat <<EOM
