@@ -8,11 +8,17 @@
 
 #include "av.h"
 #include "conf.h"
+#include "dkimv.h"
+#include "dns.h"
+#include "spf.h"
 
 struct snap {
 	struct conf *conf;
 	struct av_engine *av; /* NULL when no database could be loaded */
 	char av_error[400];   /* why av is NULL */
+	struct dns *dns;      /* the resolver; NULL with AuthChecks no */
+	struct spf *spf;
+	struct dkimv *dkim;
 	int refs;
 };
 

@@ -46,6 +46,12 @@ char *xstrndup(const char *s, size_t n);
  */
 void util_safe(char *dst, size_t dstlen, const char *src, bool nospace);
 
+/*
+ * The same for a header value, which may keep its folds: an LF followed by
+ * a space or a tab stays; any other control byte becomes '?'.
+ */
+void util_safe_header(char *dst, size_t dstlen, const char *src);
+
 /* An IPv4 or IPv6 address range; IPv4 is kept as IPv4-mapped IPv6. */
 struct cidr {
 	uint8_t addr[16];

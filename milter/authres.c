@@ -93,16 +93,19 @@ authres_dkim(struct buf *out, const struct dkimv_report *dk)
 	}
 	for (size_t i = 0; i < dk->nsigs; i++) {
 		const struct dkimv_sig *s = &dk->sigs[i];
+		const char *reason;
 
 		buf_printf(out, ";\n\tdkim=%s", dkimv_result_name(s->result));
+		/* A pass needs no reason; anything else says why. */
+		reason = s->result == DKIMVR_PASS ? "" : s->reason;
 		if (s->keybits)
 			snprintf(note, sizeof(note), "%u-bit key%s%s%s",
 				 s->keybits, s->partial_body ? "; l= shorter "
 							       "than the body"
 							     : "",
-				 s->reason[0] ? "; " : "", s->reason);
+				 reason[0] ? "; " : "", reason);
 		else
-			snprintf(note, sizeof(note), "%s", s->reason);
+			snprintf(note, sizeof(note), "%s", reason);
 		if (note[0])
 			authres_comment(out, note);
 		if (s->domain[0])

@@ -5,13 +5,17 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
+#include "authres.h"
 #include "edmilter.h"
 #include "log.h"
 #include "pipe.h"
 
 #define HDR_SCANNED "X-Virus-Scanned"
 #define HDR_STATUS "X-Virus-Status"
+#define HDR_AR "Authentication-Results"
+#define HDR_RSPF "Received-SPF"
 
 /* RejectMessage with %v made the signature name and %% a percent sign. */
 static void
@@ -68,6 +72,144 @@ pipe_decide_av(const struct conf *c, struct pipe_report *r)
 				      "viruses, try again later");
 		return;
 	}
+}
+
+/* SPF, DKIM and DMARC, unless AuthChecks is off. */
+static void
+pipe_auth(const struct snap *s, const struct msg *m, struct pipe_report *r)
+{
+	const struct conf *c = s->conf;
+	const char *helo = m->helo ? m->helo : "";
+	uint64_t t0 = util_now_ms();
+	char ip[64];
+
+	if (!c->auth_checks || s->dns == NULL)
+		return;
+	r->auth_on = true;
+	util_safe(ip, sizeof(ip), m->client_addr, true);
+	if (conf_is_internal(c, m->client_addr))
+		snprintf(r->auth_skipped, sizeof(r->auth_skipped),
+			 "internal host %s: SPF and DMARC not checked", ip);
+	else if (m->auth != NULL)
+		snprintf(r->auth_skipped, sizeof(r->auth_skipped),
+			 "authenticated sender: SPF and DMARC not checked");
+	else {
+		spf_check_helo(s->spf, m->client_addr, helo, &r->spf_helo);
+		spf_check_mailfrom(s->spf, m->client_addr, helo,
+				   m->from ? m->from : "", &r->spf_mail);
+		r->auth_checked = true;
+	}
+	dkimv_verify(s->dkim, m, &r->dkim);
+	if (r->auth_checked)
+		dmarc_check(s->dns, m, &r->spf_mail, &r->dkim, &r->dmarc);
+	r->auth_ms = (unsigned)(util_now_ms() - t0);
+}
+
+/* The verdict the DMARC result asks for. */
+static void
+pipe_decide_auth(const struct conf *c, struct pipe_report *r)
+{
+	const struct dmarc_check *d = &r->dmarc;
+	char reason[400], text[400];
+
+	if (!r->auth_checked)
+		return;
+	if (d->result == DMARCR_TEMPERROR) {
+		snprintf(reason, sizeof(reason), "dmarc temperror: %s",
+			 d->reason);
+		snprintf(text, sizeof(text),
+			 "temporary DNS error verifying the sender domain "
+			 "%s, try again later",
+			 d->from_domain);
+		verdict_propose(&r->verdict, c->on_auth_temp_error, reason,
+				"451", "4.4.3", text);
+		return;
+	}
+	if (d->result != DMARCR_FAIL || d->disposition == DMARCD_NONE)
+		return;
+	snprintf(reason, sizeof(reason), "dmarc fail: %s policy of %s",
+		 d->policy, d->from_domain);
+	snprintf(text, sizeof(text),
+		 "message refused: it fails the DMARC policy of %s (p=%s)",
+		 d->from_domain, d->policy);
+	verdict_propose(&r->verdict,
+			d->disposition == DMARCD_REJECT ? c->on_dmarc_reject
+							: c->on_dmarc_quarantine,
+			reason, "550", "5.7.1", text);
+}
+
+/* Deletes, highest index first, the headers of name that pred accepts. */
+static void
+pipe_delete_ours(const struct msg *m, struct verdict *v, const char *name,
+		 bool (*pred)(const char *value, const char *id),
+		 const char *id)
+{
+	int idx[64], n = 0, k = 0;
+
+	for (size_t i = 0; i < m->nhdrs; i++) {
+		if (strcasecmp(m->hdrs[i].name, name) != 0)
+			continue;
+		k++;
+		if (pred(m->hdrs[i].value, id)) {
+			if (n == (int)(sizeof(idx) / sizeof(*idx)))
+				memmove(idx, idx + 1, sizeof(idx) -
+							      sizeof(*idx)),
+					n--;
+			idx[n++] = k;
+		}
+	}
+	while (n > 0)
+		verdict_hdr(v, HDROP_DELETE, name, idx[--n], NULL);
+}
+
+static bool
+pipe_ar_is_ours(const char *value, const char *id)
+{
+	char got[256];
+
+	return authres_id(value, got, sizeof(got)) == 0 &&
+	       strcasecmp(got, id) == 0;
+}
+
+static bool
+pipe_rspf_is_ours(const char *value, const char *id)
+{
+	const char *p = strcasestr(value, "receiver=");
+	size_t n = strlen(id);
+
+	return p != NULL && strncasecmp(p + 9, id, n) == 0 &&
+	       (p[9 + n] == ';' || p[9 + n] == ' ' || p[9 + n] == '\0');
+}
+
+/* Authentication-Results (and Received-SPF): ours replace ours. */
+static void
+pipe_auth_headers(const struct conf *c, const struct msg *m,
+		  struct pipe_report *r)
+{
+	struct authres_input in = {0};
+	struct verdict *v = &r->verdict;
+
+	if (!r->auth_on)
+		return;
+	pipe_delete_ours(m, v, HDR_AR, pipe_ar_is_ours, c->authserv_id);
+	in.authserv_id = c->authserv_id;
+	in.skipped = r->auth_skipped[0] ? r->auth_skipped : NULL;
+	in.auth_user = m->auth;
+	in.dkim = &r->dkim;
+	if (r->auth_checked) {
+		in.spf = &r->spf_mail;
+		in.mailfrom = m->from;
+		in.helo = m->helo && spf_helo_valid(m->helo) ? m->helo : NULL;
+		in.dmarc = &r->dmarc;
+	}
+	authres_build(&in, &r->authres);
+	if (c->add_received_spf && r->auth_checked) {
+		pipe_delete_ours(m, v, HDR_RSPF, pipe_rspf_is_ours,
+				 c->hostname);
+		verdict_hdr(v, HDROP_INSERT, HDR_RSPF, 0,
+			    r->spf_mail.received_spf);
+	}
+	verdict_hdr(v, HDROP_INSERT, HDR_AR, 0, r->authres.data);
 }
 
 /* Header changes: ours replace any that came with the message. */
@@ -130,6 +272,8 @@ pipe_run(const struct snap *s, struct msg *m, struct pipe_report *r)
 		av_scan(s->av, m->raw.data, m->raw.len, &r->av);
 	}
 	pipe_decide_av(c, r);
+	pipe_auth(s, m, r);
+	pipe_decide_auth(c, r);
 
 	/* An internal error is never accepted, whatever the config says. */
 	if (m->failed != NULL) {
@@ -137,6 +281,7 @@ pipe_run(const struct snap *s, struct msg *m, struct pipe_report *r)
 		verdict_reply(&r->verdict, "451", "4.3.0",
 			      "temporary local problem, try again later");
 	}
+	pipe_auth_headers(c, m, r);
 	pipe_headers(c, m, r);
 	r->ms = (unsigned)(util_now_ms() - t0);
 }
@@ -144,13 +289,14 @@ pipe_run(const struct snap *s, struct msg *m, struct pipe_report *r)
 void
 pipe_report_free(struct pipe_report *r)
 {
+	buf_free(&r->authres);
 	verdict_free(&r->verdict);
 }
 
 void
 pipe_log(const struct msg *m, const struct pipe_report *r)
 {
-	char helo[128], from[256], av[300], reason[300];
+	char helo[128], from[256], av[300], reason[300], auth[400] = "";
 
 	util_safe(helo, sizeof(helo), m->helo ? m->helo : "", true);
 	util_safe(from, sizeof(from), m->from ? m->from : "", true);
@@ -162,10 +308,22 @@ pipe_log(const struct msg *m, const struct pipe_report *r)
 		snprintf(av, sizeof(av), "infected virus=%s", r->av.name);
 	else
 		snprintf(av, sizeof(av), "%s", av_status_name(r->av.status));
+	if (r->auth_checked)
+		snprintf(auth, sizeof(auth),
+			 " spf=%s dkim=%s dmarc=%s dmarc_domain=%s auth_ms=%u",
+			 spf_result_name(r->spf_mail.result),
+			 dkimv_result_name(r->dkim.result),
+			 dmarc_result_name(r->dmarc.result),
+			 r->dmarc.from_domain[0] ? r->dmarc.from_domain : "-",
+			 r->auth_ms);
+	else if (r->auth_on)
+		snprintf(auth, sizeof(auth),
+			 " spf=skipped dkim=%s dmarc=skipped auth_ms=%u",
+			 dkimv_result_name(r->dkim.result), r->auth_ms);
 	log_qid(LOG_INFO, m->qid,
 		"client=%s helo=%s from=<%s> rcpts=%zu size=%zu clamav=%s "
-		"clamav_ms=%u verdict=%s reason=\"%s\" ms=%u",
+		"clamav_ms=%u%s verdict=%s reason=\"%s\" ms=%u",
 		m->client_addr[0] ? m->client_addr : "unknown", helo, from,
-		m->nrcpts, m->size, av, r->av.ms,
+		m->nrcpts, m->size, av, r->av.ms, auth,
 		verdict_action_name(r->verdict.action), reason, r->ms);
 }

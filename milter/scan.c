@@ -89,6 +89,82 @@ scan_hdrop_name(enum hdrop_kind k)
 }
 
 static void
+scan_json_spf(const char *name, const struct spf_check *c)
+{
+	printf(",\"%s\":{\"result\":", name);
+	scan_json_str(spf_result_name(c->result));
+	printf(",\"domain\":");
+	scan_json_str(c->domain);
+	printf(",\"reason\":");
+	scan_json_str(c->reason);
+	putchar('}');
+}
+
+static void
+scan_json_dkim(const struct dkimv_report *d)
+{
+	printf(",\"dkim\":{\"result\":");
+	scan_json_str(dkimv_result_name(d->result));
+	printf(",\"error\":");
+	scan_json_str(d->error);
+	printf(",\"signatures\":[");
+	for (size_t i = 0; i < d->nsigs; i++) {
+		const struct dkimv_sig *s = &d->sigs[i];
+
+		printf("%s{\"result\":", i ? "," : "");
+		scan_json_str(dkimv_result_name(s->result));
+		printf(",\"domain\":");
+		scan_json_str(s->domain);
+		printf(",\"selector\":");
+		scan_json_str(s->selector);
+		printf(",\"algorithm\":");
+		scan_json_str(s->algo);
+		printf(",\"keybits\":%u,\"partial_body\":%s,\"reason\":",
+		       s->keybits, s->partial_body ? "true" : "false");
+		scan_json_str(s->reason);
+		putchar('}');
+	}
+	printf("]}");
+}
+
+static void
+scan_json_dmarc(const struct dmarc_check *d)
+{
+	printf(",\"dmarc\":{\"result\":");
+	scan_json_str(dmarc_result_name(d->result));
+	printf(",\"from_domain\":");
+	scan_json_str(d->from_domain);
+	printf(",\"policy\":");
+	scan_json_str(d->policy);
+	printf(",\"disposition\":");
+	scan_json_str(dmarc_disposition_name(d->disposition));
+	printf(",\"spf_aligned\":%s,\"dkim_aligned\":%s,\"reason\":",
+	       d->spf_aligned ? "true" : "false",
+	       d->dkim_aligned ? "true" : "false");
+	scan_json_str(d->reason);
+	putchar('}');
+}
+
+/* SPF, DKIM, DMARC and the header, when the checks ran. */
+static void
+scan_json_auth(const struct pipe_report *r)
+{
+	if (!r->auth_on)
+		return;
+	if (r->auth_checked) {
+		scan_json_spf("spf_helo", &r->spf_helo);
+		scan_json_spf("spf", &r->spf_mail);
+		scan_json_dmarc(&r->dmarc);
+	} else {
+		printf(",\"auth_skipped\":");
+		scan_json_str(r->auth_skipped);
+	}
+	scan_json_dkim(&r->dkim);
+	printf(",\"authentication_results\":");
+	scan_json_str(r->authres.data);
+}
+
+static void
 scan_print_json(const char *path, const struct msg *m,
 		const struct pipe_report *r)
 {
@@ -135,7 +211,9 @@ scan_print_json(const char *path, const struct msg *m,
 		scan_json_str(r->av.error);
 	else
 		printf("null");
-	printf(",\"ms\":%u},\"ms\":%u}\n", r->av.ms, r->ms);
+	printf(",\"ms\":%u}", r->av.ms);
+	scan_json_auth(r);
+	printf(",\"ms\":%u}\n", r->ms);
 }
 
 static void
@@ -152,6 +230,18 @@ scan_print_text(const char *path, const struct msg *m,
 	else if (r->av.status == AV_ERROR)
 		printf(" (%s)", r->av.error);
 	printf(", %u ms\n", r->av.ms);
+	if (r->auth_checked) {
+		printf("  spf:     %s (%s) helo: %s\n",
+		       spf_result_name(r->spf_mail.result), r->spf_mail.reason,
+		       spf_result_name(r->spf_helo.result));
+		printf("  dmarc:   %s (%s)\n", dmarc_result_name(r->dmarc.result),
+		       r->dmarc.reason);
+	} else if (r->auth_on) {
+		printf("  spf:     skipped (%s)\n", r->auth_skipped);
+	}
+	if (r->auth_on)
+		printf("  dkim:    %s (%zu signatures)\n",
+		       dkimv_result_name(r->dkim.result), r->dkim.nsigs);
 	printf("  verdict: %s (%s)\n", verdict_action_name(v->action),
 	       v->reason);
 	if (v->rcode[0])

@@ -4,15 +4,69 @@
  * instructions per connection, never during a scan or a load.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmarc.h"
 #include "log.h"
 #include "snap.h"
 
+/*
+ * The resolver and the SPF, DKIM and DMARC engines of a conf. Errors are
+ * config errors: the snapshot is not taken.
+ */
+static int
+snap_auth(struct snap *s, struct errlist *errs)
+{
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	static bool dmarc_ready;
+	const struct conf *c = s->conf;
+	char err[512];
+	int rc = 0;
+
+	if (!c->auth_checks)
+		return 0;
+
+	/* XXX the public suffix list is read once: a reload keeps it. */
+	pthread_mutex_lock(&once);
+	if (!dmarc_ready) {
+		if (dmarc_global_init(c->public_suffix_list, err,
+				      sizeof(err)) == 0)
+			dmarc_ready = true;
+		else
+			rc = -1;
+	}
+	pthread_mutex_unlock(&once);
+	if (rc == 0 && dns_new(c->nameservers, (unsigned)c->dns_timeout,
+			       &s->dns, err, sizeof(err)) < 0)
+		rc = -1;
+	if (rc == 0 && spf_new(s->dns, c->hostname, &s->spf, err,
+			       sizeof(err)) < 0)
+		rc = -1;
+	if (rc == 0 && dkimv_new(s->dns, (unsigned)c->min_key_bits,
+				 (unsigned)c->max_signatures, &s->dkim, err,
+				 sizeof(err)) < 0)
+		rc = -1;
+	if (rc < 0)
+		errlist_add(errs, "%s: %s", c->path, err);
+	return rc;
+}
+
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct snap *snap_current;
+
+static void
+snap_destroy(struct snap *s)
+{
+	dkimv_free(s->dkim);
+	spf_free(s->spf);
+	dns_free(s->dns);
+	av_unref(s->av);
+	conf_free(s->conf);
+	free(s);
+}
 
 int
 snap_build(const char *path, struct av_engine *keep_av, struct snap **out,
@@ -26,6 +80,10 @@ snap_build(const char *path, struct av_engine *keep_av, struct snap **out,
 		s->conf = conf_defaults();
 	else if (conf_load(path, &s->conf, errs) < 0) {
 		free(s);
+		return -1;
+	}
+	if (snap_auth(s, errs) < 0) {
+		snap_destroy(s);
 		return -1;
 	}
 	if (av_load(s->conf, &s->av, err, sizeof(err)) < 0) {
@@ -42,13 +100,6 @@ snap_build(const char *path, struct av_engine *keep_av, struct snap **out,
 	return 0;
 }
 
-static void
-snap_destroy(struct snap *s)
-{
-	av_unref(s->av);
-	conf_free(s->conf);
-	free(s);
-}
 
 void
 snap_install(struct snap *s)

@@ -177,6 +177,33 @@ util_safe(char *dst, size_t dstlen, const char *src, bool nospace)
 	dst[o] = '\0';
 }
 
+void
+util_safe_header(char *dst, size_t dstlen, const char *src)
+{
+	size_t o = 0;
+
+	if (dstlen == 0)
+		return;
+	for (const char *p = src; *p != '\0' && o + 1 < dstlen; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		/* A fold is LF then a space or tab; the MTA adds the CR. */
+		if (ch == '\n' && (p[1] == ' ' || p[1] == '\t') && o > 0 &&
+		    dst[o - 1] != '\n')
+			dst[o++] = '\n';
+		else if (ch == '\t' && o > 0 && dst[o - 1] == '\n')
+			dst[o++] = '\t';
+		else if (ch < 0x20 || ch == 0x7f)
+			dst[o++] = '?';
+		else
+			dst[o++] = (char)ch;
+	}
+	/* A value never ends in a fold. */
+	while (o > 0 && (dst[o - 1] == '\n' || dst[o - 1] == '\t'))
+		o--;
+	dst[o] = '\0';
+}
+
 int
 util_addr_parse(const char *s, uint8_t out[16])
 {

@@ -47,6 +47,17 @@ verdict_set(struct verdict *v, enum action a, const char *reason)
 }
 
 void
+verdict_propose(struct verdict *v, enum action a, const char *reason,
+		const char *rcode, const char *xcode, const char *text)
+{
+	if (a <= v->action)
+		return;
+	verdict_set(v, a, reason);
+	if (a == ACT_REJECT || a == ACT_TEMPFAIL)
+		verdict_reply(v, rcode, xcode, text);
+}
+
+void
 verdict_reply(struct verdict *v, const char *rcode, const char *xcode,
 	      const char *text)
 {
@@ -64,7 +75,7 @@ verdict_hdr(struct verdict *v, enum hdrop_kind kind, const char *name,
 	    int index, const char *value)
 {
 	struct hdrop *op;
-	char safe[1024];
+	char safe[2048];
 
 	v->ops = xrealloc(v->ops, (v->nops + 1) * sizeof(*v->ops));
 	op = &v->ops[v->nops++];
@@ -73,7 +84,7 @@ verdict_hdr(struct verdict *v, enum hdrop_kind kind, const char *name,
 	op->index = index;
 	op->value = NULL;
 	if (value != NULL) {
-		util_safe(safe, sizeof(safe), value, false);
+		util_safe_header(safe, sizeof(safe), value);
 		op->value = xstrdup(safe);
 	}
 }

@@ -57,7 +57,7 @@ dns_start() {
 	first=$(basename "$(ls "$DNS_DIR"/*.zone | head -1)" .zone)
 	i=0
 	while [ $i -lt 100 ]; do
-		if kdig +short +time=1 +tries=1 -p "$DNS_PORT" @127.0.0.1 \
+		if kdig +short +time=1 +retry=0 -p "$DNS_PORT" @127.0.0.1 \
 			SOA "$first" 2>/dev/null | grep -q .; then
 			return 0
 		fi

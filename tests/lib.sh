@@ -21,7 +21,7 @@ at_exit() {
 	rm -rf "$WORK"
 }
 trap at_exit EXIT
-trap 'exit 1' INT TERM
+trap 'exit 1' HUP INT PIPE TERM
 
 # ok COND-STATUS DESCRIPTION: "ok" when the status is 0.
 ok() {
