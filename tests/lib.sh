@@ -77,6 +77,12 @@ write_conf() {
 		echo "AuthservID mx.test"
 		echo "AllowRoot yes"
 		echo "Syslog no"
+		# Suites about other checks need no DNS: sender authentication
+		# is off unless the suite speaks of it.
+		case "$*" in
+		*AuthChecks* | *Nameservers*) ;;
+		*) echo "AuthChecks no" ;;
+		esac
 		for l in "$@"; do echo "$l"; done
 	} >"$f"
 }
