@@ -30,7 +30,8 @@ build() {
 	mkdir -p "$dir"
 	echo "== $dir: build ($*)"
 	if ! (cd "$dir" && { [ -f Makefile ] || "$top/configure" -q "$@"; } &&
-		make -s -j"$(nproc)" all check-programs) >"$dir/build.log" 2>&1; then
+		make -s -j"$(nproc)" all &&
+		make -s -j"$(nproc)" check-programs) >"$dir/build.log" 2>&1; then
 		tail -30 "$dir/build.log"
 		total_f=$((total_f + 1))
 		return
