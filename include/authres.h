@@ -15,11 +15,11 @@
 
 struct authres_input {
 	const char *authserv_id;
-	const char *skipped; /* why SPF and DMARC were not checked, or NULL */
+	const char *skipped;   /* why SPF and DMARC were not checked, or NULL */
 	const char *auth_user; /* an authenticated sender, or NULL */
 	const struct spf_check *spf; /* NULL when not checked */
-	const char *mailfrom;        /* envelope sender, "" for null */
-	const char *helo;            /* NULL when not valid */
+	const char *mailfrom;	     /* envelope sender, "" for null */
+	const char *helo;	     /* NULL when not valid */
 	const struct dkimv_report *dkim;
 	const struct dmarc_check *dmarc; /* NULL when not checked */
 };

@@ -14,9 +14,9 @@
 enum dkimv_result {
 	DKIMVR_NONE, /* no signature */
 	DKIMVR_PASS,
-	DKIMVR_FAIL,      /* bad signature or body hash */
-	DKIMVR_NEUTRAL,   /* signature not checked (cap reached, ...) */
-	DKIMVR_POLICY,    /* verified but not acceptable: sha1, small key */
+	DKIMVR_FAIL,	  /* bad signature or body hash */
+	DKIMVR_NEUTRAL,	  /* signature not checked (cap reached, ...) */
+	DKIMVR_POLICY,	  /* verified but not acceptable: sha1, small key */
 	DKIMVR_TEMPERROR, /* key lookup: DNS temporary error */
 	DKIMVR_PERMERROR, /* malformed signature, no key, revoked key */
 };
@@ -25,10 +25,10 @@ struct dkimv_sig {
 	enum dkimv_result result;
 	char domain[256];   /* d= */
 	char selector[128]; /* s= */
-	char algo[32];      /* "rsa-sha256", "ed25519-sha256", ... */
-	char b[16];         /* the first 8 characters of b= */
+	char algo[32];	    /* "rsa-sha256", "ed25519-sha256", ... */
+	char b[16];	    /* the first 8 characters of b= */
 	unsigned keybits;
-	bool partial_body;  /* l= shorter than the body */
+	bool partial_body; /* l= shorter than the body */
 	char reason[128];
 };
 
@@ -52,8 +52,7 @@ int dkimv_new(struct dns *d, unsigned min_key_bits, unsigned max_sigs,
 	      struct dkimv **out, char *err, size_t errlen);
 void dkimv_free(struct dkimv *v);
 /* Verifies every signature of m (headers and body as received). */
-void dkimv_verify(struct dkimv *v, const struct msg *m,
-		  struct dkimv_report *r);
+void dkimv_verify(struct dkimv *v, const struct msg *m, struct dkimv_report *r);
 const char *dkimv_result_name(enum dkimv_result r);
 
 #endif

@@ -10,7 +10,7 @@
 #include <unbound.h>
 
 enum dns_status {
-	DNS_OK,       /* answer with data */
+	DNS_OK,	      /* answer with data */
 	DNS_NODATA,   /* the name exists, no record of that type */
 	DNS_NXDOMAIN, /* no such name */
 	DNS_TEMPFAIL, /* timeout, SERVFAIL, no answer: try again later */

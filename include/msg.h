@@ -48,10 +48,10 @@ struct msg {
 	size_t raw_start;
 	size_t body_start; /* offset of the body in raw, once headers end */
 	bool in_body;
-	size_t size;       /* bytes of the message seen, kept or not */
-	size_t limit;      /* bytes to keep; beyond it the message is cut */
+	size_t size;  /* bytes of the message seen, kept or not */
+	size_t limit; /* bytes to keep; beyond it the message is cut */
 	bool truncated;
-	char *failed;      /* an internal error that makes the verdict tempfail */
+	char *failed; /* an internal error that makes the verdict tempfail */
 };
 
 void msg_init(struct msg *m, size_t limit);

@@ -18,7 +18,7 @@ struct pipe_report {
 	struct av_result av;
 
 	/* Sender authentication; spf and dmarc only when auth_checked. */
-	bool auth_on;      /* AuthChecks yes: DKIM ran, a header is made */
+	bool auth_on;	   /* AuthChecks yes: DKIM ran, a header is made */
 	bool auth_checked; /* SPF and DMARC ran */
 	char auth_skipped[160];
 	struct spf_check spf_helo;

@@ -27,8 +27,8 @@ struct snap {
  * leaves av NULL (messages then get OnScanError), unless keep_av is given,
  * which is then kept instead. Config errors go to errs and return -1.
  */
-int snap_build(const char *path, struct av_engine *keep_av,
-	       struct snap **out, struct errlist *errs);
+int snap_build(const char *path, struct av_engine *keep_av, struct snap **out,
+	       struct errlist *errs);
 /* Makes s the current snapshot; the previous one dies with its last user. */
 void snap_install(struct snap *s);
 /* The current snapshot, with a reference for the caller. */

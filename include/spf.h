@@ -21,8 +21,8 @@ enum spf_result {
 
 struct spf_check {
 	enum spf_result result;
-	char domain[256];       /* the identity's domain that was checked */
-	char reason[256];       /* why, for the log and the header comment */
+	char domain[256];	/* the identity's domain that was checked */
+	char reason[256];	/* why, for the log and the header comment */
 	char received_spf[512]; /* a Received-SPF value, without the name */
 };
 

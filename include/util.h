@@ -18,7 +18,7 @@ struct buf {
 
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 
@@ -29,7 +29,7 @@ struct errlist {
 };
 
 void errlist_add(struct errlist *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void errlist_free(struct errlist *e);
 
 void *xmalloc(size_t n);

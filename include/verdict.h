@@ -34,7 +34,7 @@ struct hdrop {
 
 struct verdict {
 	enum action action;
-	char rcode[4];  /* "550", "451"; empty for accept */
+	char rcode[4];	/* "550", "451"; empty for accept */
 	char xcode[10]; /* "5.7.0" */
 	char text[512]; /* reply text, safe for SMTP */
 	char reason[256];

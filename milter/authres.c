@@ -54,8 +54,7 @@ authres_comment(struct buf *out, const char *s)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (c >= 0x20 && c != 0x7f && c != '(' && c != ')' &&
-		    c != '\\')
+		if (c >= 0x20 && c != 0x7f && c != '(' && c != ')' && c != '\\')
 			buf_append(out, s, 1);
 	}
 	buf_append(out, ")", 1);
@@ -100,9 +99,10 @@ authres_dkim(struct buf *out, const struct dkimv_report *dk)
 		reason = s->result == DKIMVR_PASS ? "" : s->reason;
 		if (s->keybits)
 			snprintf(note, sizeof(note), "%u-bit key%s%s%s",
-				 s->keybits, s->partial_body ? "; l= shorter "
-							       "than the body"
-							     : "",
+				 s->keybits,
+				 s->partial_body ? "; l= shorter "
+						   "than the body"
+						 : "",
 				 reason[0] ? "; " : "", reason);
 		else
 			snprintf(note, sizeof(note), "%s", reason);

@@ -58,23 +58,22 @@ av_destroy(struct av_engine *e)
 
 /* Sets the configured limits; they cannot change after compile. */
 static int
-av_limits(struct cl_engine *eng, const struct conf *c, char *err,
-	  size_t errlen)
+av_limits(struct cl_engine *eng, const struct conf *c, char *err, size_t errlen)
 {
 	const struct {
 		enum cl_engine_field f;
 		long long v;
 		const char *name;
 	} lim[] = {
-		{CL_ENGINE_MAX_SCANSIZE, c->clamav_max_scansize,
-		 "ClamAVMaxScanSize"},
-		{CL_ENGINE_MAX_FILESIZE, c->clamav_max_filesize,
-		 "ClamAVMaxFileSize"},
-		{CL_ENGINE_MAX_RECURSION, c->clamav_max_recursion,
-		 "ClamAVMaxRecursion"},
-		{CL_ENGINE_MAX_FILES, c->clamav_max_files, "ClamAVMaxFiles"},
-		{CL_ENGINE_MAX_SCANTIME, c->clamav_max_scantime,
-		 "ClamAVMaxScanTime"},
+	    {CL_ENGINE_MAX_SCANSIZE, c->clamav_max_scansize,
+	     "ClamAVMaxScanSize"},
+	    {CL_ENGINE_MAX_FILESIZE, c->clamav_max_filesize,
+	     "ClamAVMaxFileSize"},
+	    {CL_ENGINE_MAX_RECURSION, c->clamav_max_recursion,
+	     "ClamAVMaxRecursion"},
+	    {CL_ENGINE_MAX_FILES, c->clamav_max_files, "ClamAVMaxFiles"},
+	    {CL_ENGINE_MAX_SCANTIME, c->clamav_max_scantime,
+	     "ClamAVMaxScanTime"},
 	};
 	cl_error_t rc;
 
@@ -89,8 +88,7 @@ av_limits(struct cl_engine *eng, const struct conf *c, char *err,
 }
 
 int
-av_load(const struct conf *c, struct av_engine **out, char *err,
-	size_t errlen)
+av_load(const struct conf *c, struct av_engine **out, char *err, size_t errlen)
 {
 	struct av_engine *e = xcalloc(1, sizeof(*e));
 	unsigned sigs = 0;
@@ -101,8 +99,9 @@ av_load(const struct conf *c, struct av_engine **out, char *err,
 	snprintf(e->tmpdir, sizeof(e->tmpdir), "%s/edmilter-clamav.XXXXXX",
 		 c->tmpdir);
 	if (mkdtemp(e->tmpdir) == NULL) {
-		snprintf(err, errlen, "%s: cannot make a temporary directory: %s",
-			 c->tmpdir, strerror(errno));
+		snprintf(err, errlen,
+			 "%s: cannot make a temporary directory: %s", c->tmpdir,
+			 strerror(errno));
 		e->tmpdir[0] = '\0';
 		goto fail;
 	}
@@ -111,7 +110,7 @@ av_load(const struct conf *c, struct av_engine **out, char *err,
 		goto fail;
 	}
 	if (cl_engine_set_str(e->engine, CL_ENGINE_TMPDIR, e->tmpdir) !=
-		    CL_SUCCESS ||
+		CL_SUCCESS ||
 	    av_limits(e->engine, c, err, errlen) < 0)
 		goto fail_set;
 	rc = cl_load(c->clamav_db, e->engine, &sigs, CL_DB_STDOPT);
@@ -165,7 +164,9 @@ av_signatures(const struct av_engine *e)
 const char *
 av_status_name(enum av_status s)
 {
-	return s == AV_CLEAN ? "clean" : s == AV_INFECTED ? "infected" : "error";
+	return s == AV_CLEAN	  ? "clean"
+	       : s == AV_INFECTED ? "infected"
+				  : "error";
 }
 
 void
@@ -181,7 +182,8 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 	memset(r, 0, sizeof(*r));
 	if (e == NULL) {
 		r->status = AV_ERROR;
-		snprintf(r->error, sizeof(r->error), "no virus database loaded");
+		snprintf(r->error, sizeof(r->error),
+			 "no virus database loaded");
 		return;
 	}
 	if ((map = cl_fmap_open_memory(p, len)) == NULL) {
@@ -206,7 +208,8 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 		break;
 	case CL_VIRUS:
 		/* A limit hit shows as a heuristic "virus": not checked. */
-		if (name != NULL && strncmp(name, "Heuristics.Limits.", 18) == 0) {
+		if (name != NULL &&
+		    strncmp(name, "Heuristics.Limits.", 18) == 0) {
 			r->status = AV_ERROR;
 			snprintf(r->error, sizeof(r->error),
 				 "scan limit exceeded (%s)", name);

@@ -20,7 +20,7 @@
 enum conf_type {
 	CT_STRING,
 	CT_BOOL,
-	CT_INT,  /* long, min..max */
+	CT_INT,	 /* long, min..max */
 	CT_SIZE, /* long long bytes, K/M/G suffixes */
 	CT_MODE, /* octal file mode */
 	CT_ACTION,
@@ -41,49 +41,47 @@ struct conf_key {
 #define GiB (1024LL * 1024 * 1024)
 
 static const struct conf_key conf_keys[] = {
-	{"Socket", CT_SOCKET, O(socket), "inet:8894@127.0.0.1", 0, 0},
-	{"SocketMode", CT_MODE, O(socket_mode), "0660", 0, 0777},
-	{"SocketGroup", CT_STRING, O(socket_group), "", 0, 0},
-	{"UserID", CT_STRING, O(user), "", 0, 0},
-	{"AllowRoot", CT_BOOL, O(allow_root), "no", 0, 0},
-	{"PidFile", CT_STRING, O(pidfile), "", 0, 0},
-	{"Syslog", CT_BOOL, O(syslog), "yes", 0, 0},
-	{"SyslogFacility", CT_FACILITY, O(syslog_facility), "mail", 0, 0},
-	{"LogDebug", CT_BOOL, O(log_debug), "no", 0, 0},
-	{"AuthservID", CT_STRING, O(authserv_id), "", 0, 0},
-	{"ClamAVDatabase", CT_STRING, O(clamav_db), "/var/lib/clamav", 0, 0},
-	{"ClamAVMaxScanSize", CT_SIZE, O(clamav_max_scansize), "400M", 1024,
-	 4 * GiB - 1},
-	{"ClamAVMaxFileSize", CT_SIZE, O(clamav_max_filesize), "100M", 1024,
-	 4 * GiB - 1},
-	{"ClamAVMaxRecursion", CT_INT, O(clamav_max_recursion), "17", 1, 100},
-	{"ClamAVMaxFiles", CT_INT, O(clamav_max_files), "10000", 1, 1000000},
-	{"ClamAVMaxScanTime", CT_INT, O(clamav_max_scantime), "120000", 100,
-	 3600000},
-	{"TemporaryDirectory", CT_STRING, O(tmpdir), "/tmp", 0, 0},
-	{"OnInfected", CT_ACTION, O(on_infected), "reject", 0, 0},
-	{"OnScanError", CT_ACTION, O(on_scan_error), "tempfail", 0, 0},
-	{"RejectMessage", CT_STRING, O(reject_message),
-	 "message refused: virus found: %v", 0, 0},
-	{"TagSubject", CT_STRING, O(tag_subject), "[VIRUS]", 0, 0},
-	{"AddHeaders", CT_BOOL, O(add_headers), "yes", 0, 0},
-	{"MaxMessageSize", CT_SIZE, O(max_message_size), "50M", 1024,
-	 4 * GiB - 1},
-	{"AuthChecks", CT_BOOL, O(auth_checks), "yes", 0, 0},
-	{"Nameservers", CT_STRING, O(nameservers), "", 0, 0},
-	{"DNSTimeout", CT_INT, O(dns_timeout), "5000", 100, 60000},
-	{"AddReceivedSPF", CT_BOOL, O(add_received_spf), "no", 0, 0},
-	{"MinimumKeyBits", CT_INT, O(min_key_bits), "1024", 512, 16384},
-	{"MaximumSignatures", CT_INT, O(max_signatures), "5", 1, 16},
-	{"PublicSuffixList", CT_STRING, O(public_suffix_list),
-	 "/usr/share/publicsuffix/effective_tld_names.dat", 0, 0},
-	{"OnDMARCReject", CT_ACTION, O(on_dmarc_reject), "reject", 0, 0},
-	{"OnDMARCQuarantine", CT_ACTION, O(on_dmarc_quarantine), "quarantine",
-	 0, 0},
-	{"OnAuthTempError", CT_ACTION, O(on_auth_temp_error), "tempfail", 0,
-	 0},
-	{"RulesPath", CT_STRING, O(rules_path), "", 0, 0},
-	{"InternalHosts", CT_CIDRS, O(internal), "127.0.0.0/8 ::1", 0, 0},
+    {"Socket", CT_SOCKET, O(socket), "inet:8894@127.0.0.1", 0, 0},
+    {"SocketMode", CT_MODE, O(socket_mode), "0660", 0, 0777},
+    {"SocketGroup", CT_STRING, O(socket_group), "", 0, 0},
+    {"UserID", CT_STRING, O(user), "", 0, 0},
+    {"AllowRoot", CT_BOOL, O(allow_root), "no", 0, 0},
+    {"PidFile", CT_STRING, O(pidfile), "", 0, 0},
+    {"Syslog", CT_BOOL, O(syslog), "yes", 0, 0},
+    {"SyslogFacility", CT_FACILITY, O(syslog_facility), "mail", 0, 0},
+    {"LogDebug", CT_BOOL, O(log_debug), "no", 0, 0},
+    {"AuthservID", CT_STRING, O(authserv_id), "", 0, 0},
+    {"ClamAVDatabase", CT_STRING, O(clamav_db), "/var/lib/clamav", 0, 0},
+    {"ClamAVMaxScanSize", CT_SIZE, O(clamav_max_scansize), "400M", 1024,
+     4 * GiB - 1},
+    {"ClamAVMaxFileSize", CT_SIZE, O(clamav_max_filesize), "100M", 1024,
+     4 * GiB - 1},
+    {"ClamAVMaxRecursion", CT_INT, O(clamav_max_recursion), "17", 1, 100},
+    {"ClamAVMaxFiles", CT_INT, O(clamav_max_files), "10000", 1, 1000000},
+    {"ClamAVMaxScanTime", CT_INT, O(clamav_max_scantime), "120000", 100,
+     3600000},
+    {"TemporaryDirectory", CT_STRING, O(tmpdir), "/tmp", 0, 0},
+    {"OnInfected", CT_ACTION, O(on_infected), "reject", 0, 0},
+    {"OnScanError", CT_ACTION, O(on_scan_error), "tempfail", 0, 0},
+    {"RejectMessage", CT_STRING, O(reject_message),
+     "message refused: virus found: %v", 0, 0},
+    {"TagSubject", CT_STRING, O(tag_subject), "[VIRUS]", 0, 0},
+    {"AddHeaders", CT_BOOL, O(add_headers), "yes", 0, 0},
+    {"MaxMessageSize", CT_SIZE, O(max_message_size), "50M", 1024, 4 * GiB - 1},
+    {"AuthChecks", CT_BOOL, O(auth_checks), "yes", 0, 0},
+    {"Nameservers", CT_STRING, O(nameservers), "", 0, 0},
+    {"DNSTimeout", CT_INT, O(dns_timeout), "5000", 100, 60000},
+    {"AddReceivedSPF", CT_BOOL, O(add_received_spf), "no", 0, 0},
+    {"MinimumKeyBits", CT_INT, O(min_key_bits), "1024", 512, 16384},
+    {"MaximumSignatures", CT_INT, O(max_signatures), "5", 1, 16},
+    {"PublicSuffixList", CT_STRING, O(public_suffix_list),
+     "/usr/share/publicsuffix/effective_tld_names.dat", 0, 0},
+    {"OnDMARCReject", CT_ACTION, O(on_dmarc_reject), "reject", 0, 0},
+    {"OnDMARCQuarantine", CT_ACTION, O(on_dmarc_quarantine), "quarantine", 0,
+     0},
+    {"OnAuthTempError", CT_ACTION, O(on_auth_temp_error), "tempfail", 0, 0},
+    {"RulesPath", CT_STRING, O(rules_path), "", 0, 0},
+    {"InternalHosts", CT_CIDRS, O(internal), "127.0.0.0/8 ::1", 0, 0},
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(*conf_keys))
@@ -138,8 +136,8 @@ conf_parse_cidrs(struct conf *c, const char *val, char *err, size_t errlen)
 			rc = -1;
 			break;
 		}
-		c->internal = xrealloc(c->internal,
-				       (c->ninternal + 1) * sizeof(r));
+		c->internal =
+		    xrealloc(c->internal, (c->ninternal + 1) * sizeof(r));
 		c->internal[c->ninternal++] = r;
 	}
 	free(copy);
@@ -174,8 +172,8 @@ conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
 		*(char **)p = xstrdup(val);
 		return 0;
 	case CT_BOOL:
-		if (strcasecmp(val, "yes") == 0 || strcasecmp(val, "true") == 0 ||
-		    strcmp(val, "1") == 0)
+		if (strcasecmp(val, "yes") == 0 ||
+		    strcasecmp(val, "true") == 0 || strcmp(val, "1") == 0)
 			*(bool *)p = true;
 		else if (strcasecmp(val, "no") == 0 ||
 			 strcasecmp(val, "false") == 0 || strcmp(val, "0") == 0)

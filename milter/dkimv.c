@@ -78,8 +78,8 @@ dkimv_wire_name(const char *name, unsigned char *out, size_t outlen)
  * 0 if it does not fit.
  */
 static size_t
-dkimv_empty_reply(unsigned char *buf, size_t buflen, const char *name,
-		  int type, int rcode)
+dkimv_empty_reply(unsigned char *buf, size_t buflen, const char *name, int type,
+		  int rcode)
 {
 	unsigned char *p;
 	int n;
@@ -87,9 +87,9 @@ dkimv_empty_reply(unsigned char *buf, size_t buflen, const char *name,
 	if (buflen < NS_HFIXEDSZ + NS_QFIXEDSZ + 1)
 		return 0;
 	memset(buf, 0, NS_HFIXEDSZ);
-	buf[2] = 0x81;                  /* QR, RD */
+	buf[2] = 0x81;			/* QR, RD */
 	buf[3] = 0x80 | (rcode & 0x0f); /* RA, rcode */
-	buf[5] = 1;                     /* one question */
+	buf[5] = 1;			/* one question */
 	n = dkimv_wire_name(name, buf + NS_HFIXEDSZ,
 			    buflen - NS_HFIXEDSZ - NS_QFIXEDSZ);
 	if (n < 0)
@@ -104,8 +104,8 @@ dkimv_empty_reply(unsigned char *buf, size_t buflen, const char *name,
 
 /* Query start hook: asks our resolver and fills libopendkim's buffer. */
 static int
-dkimv_query_start(void *srv, int type, unsigned char *query,
-		  unsigned char *buf, size_t buflen, void **qh)
+dkimv_query_start(void *srv, int type, unsigned char *query, unsigned char *buf,
+		  size_t buflen, void **qh)
 {
 	struct dkimv_query *q = xcalloc(1, sizeof(*q));
 	const char *name = (const char *)query;
@@ -136,8 +136,8 @@ dkimv_query_start(void *srv, int type, unsigned char *query,
 
 /* Wait hook: the answer is already there. */
 static int
-dkimv_query_wait(void *srv, void *qh, struct timeval *timeout,
-		 size_t *bytes, int *error, int *dnssec)
+dkimv_query_wait(void *srv, void *qh, struct timeval *timeout, size_t *bytes,
+		 int *error, int *dnssec)
 {
 	struct dkimv_query *q = qh;
 
@@ -184,8 +184,8 @@ dkimv_setup(struct dkimv *v, char *err, size_t errlen)
 
 	if (dkim_options(v->lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags,
 			 sizeof(flags)) != DKIM_STAT_OK ||
-	    dkim_options(v->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS,
-			 &minbits, sizeof(minbits)) != DKIM_STAT_OK) {
+	    dkim_options(v->lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits,
+			 sizeof(minbits)) != DKIM_STAT_OK) {
 		snprintf(err, errlen, "libopendkim: cannot set options");
 		return -1;
 	}
@@ -241,10 +241,9 @@ static int
 dkimv_rank(enum dkimv_result r)
 {
 	static const int rank[] = {
-		[DKIMVR_NONE] = 0,      [DKIMVR_NEUTRAL] = 1,
-		[DKIMVR_PERMERROR] = 2, [DKIMVR_FAIL] = 3,
-		[DKIMVR_POLICY] = 4,    [DKIMVR_TEMPERROR] = 5,
-		[DKIMVR_PASS] = 6,
+	    [DKIMVR_NONE] = 0, [DKIMVR_NEUTRAL] = 1, [DKIMVR_PERMERROR] = 2,
+	    [DKIMVR_FAIL] = 3, [DKIMVR_POLICY] = 4,  [DKIMVR_TEMPERROR] = 5,
+	    [DKIMVR_PASS] = 6,
 	};
 
 	return rank[r];
@@ -254,13 +253,10 @@ const char *
 dkimv_result_name(enum dkimv_result r)
 {
 	static const char *names[] = {
-		[DKIMVR_NONE] = "none",
-		[DKIMVR_PASS] = "pass",
-		[DKIMVR_FAIL] = "fail",
-		[DKIMVR_NEUTRAL] = "neutral",
-		[DKIMVR_POLICY] = "policy",
-		[DKIMVR_TEMPERROR] = "temperror",
-		[DKIMVR_PERMERROR] = "permerror",
+	    [DKIMVR_NONE] = "none",	      [DKIMVR_PASS] = "pass",
+	    [DKIMVR_FAIL] = "fail",	      [DKIMVR_NEUTRAL] = "neutral",
+	    [DKIMVR_POLICY] = "policy",	      [DKIMVR_TEMPERROR] = "temperror",
+	    [DKIMVR_PERMERROR] = "permerror",
 	};
 
 	return names[r];
@@ -335,8 +331,8 @@ dkimv_copy(char *dst, size_t len, const unsigned char *src)
 static void
 dkimv_bprefix(DKIM_SIGINFO *sig, char *dst, size_t len)
 {
-	const unsigned char *b = dkim_sig_gettagvalue(sig, false,
-						      (u_char *)"b");
+	const unsigned char *b =
+	    dkim_sig_gettagvalue(sig, false, (u_char *)"b");
 	size_t o = 0;
 
 	for (; b != NULL && *b != '\0' && o < 8 && o + 1 < len; b++)
@@ -353,8 +349,7 @@ dkimv_describe(DKIM_SIGINFO *sig, struct dkimv_sig *s)
 	unsigned bits = 0;
 
 	dkimv_copy(s->domain, sizeof(s->domain), dkim_sig_getdomain(sig));
-	dkimv_copy(s->selector, sizeof(s->selector),
-		   dkim_sig_getselector(sig));
+	dkimv_copy(s->selector, sizeof(s->selector), dkim_sig_getselector(sig));
 	dkimv_copy(s->algo, sizeof(s->algo),
 		   dkim_sig_gettagvalue(sig, false, (u_char *)"a"));
 	dkimv_bprefix(sig, s->b, sizeof(s->b));
@@ -419,14 +414,13 @@ dkimv_partial(DKIM *dkim, DKIM_SIGINFO *sig, const struct msg *m)
 	if (dkim_sig_gettagvalue(sig, false, (u_char *)"l") == NULL)
 		return false;
 	if (dkim_sig_getcanonlen(dkim, sig, NULL, NULL, &signlen) !=
-		    DKIM_STAT_OK ||
+		DKIM_STAT_OK ||
 	    signlen < 0 || dkim_sig_getcanons(sig, &hc, &bc) != DKIM_STAT_OK)
 		return true;
 	if (m->body_start > 0 && m->raw.len > m->body_start)
 		n = m->raw.len - m->body_start;
 	return dkimv_canon_body_len(m->raw.data + m->body_start, n,
-				    bc == DKIM_CANON_RELAXED) >
-	       (size_t)signlen;
+				    bc == DKIM_CANON_RELAXED) > (size_t)signlen;
 }
 
 /* A signature that verified: pass, or policy for a weak algorithm. */
@@ -544,9 +538,8 @@ dkimv_error(struct dkimv_report *r, DKIM *dkim, DKIM_STAT st)
 	bool unusable = r->nsigs == 0 && !dkimv_broken(st);
 
 	snprintf(r->error, sizeof(r->error), "%slibopendkim: %s%s%s",
-		 unusable ? "no usable signature: " : "",
-		 dkim_getresultstr(st), detail != NULL ? ": " : "",
-		 detail != NULL ? detail : "");
+		 unusable ? "no usable signature: " : "", dkim_getresultstr(st),
+		 detail != NULL ? ": " : "", detail != NULL ? detail : "");
 	util_safe(r->error, sizeof(r->error), r->error, false);
 	if (unusable)
 		r->result = DKIMVR_PERMERROR;
@@ -576,8 +569,8 @@ dkimv_verify(struct dkimv *v, const struct msg *m, struct dkimv_report *r)
 
 	dkim = dkim_verify(v->lib, (const u_char *)qid, NULL, &st);
 	if (dkim == NULL) {
-		dkimv_error(r, NULL, st == DKIM_STAT_OK ? DKIM_STAT_INTERNAL
-							: st);
+		dkimv_error(r, NULL,
+			    st == DKIM_STAT_OK ? DKIM_STAT_INTERNAL : st);
 		return;
 	}
 	(void)dkim_set_user_context(dkim, v);

@@ -48,8 +48,8 @@ dmarc_global_init(const char *psl, char *err, size_t errlen)
 	fclose(fp);
 	memset(&lib, 0, sizeof(lib));
 	lib.tld_type = OPENDMARC_TLD_TYPE_MOZILLA;
-	snprintf((char *)lib.tld_source_file, sizeof(lib.tld_source_file),
-		 "%s", psl);
+	snprintf((char *)lib.tld_source_file, sizeof(lib.tld_source_file), "%s",
+		 psl);
 	if (opendmarc_policy_library_init(&lib) != DMARC_PARSE_OKAY) {
 		snprintf(err, errlen, "libopendmarc: cannot initialise with %s",
 			 psl);
@@ -72,9 +72,9 @@ dmarc_add_domain(const char *addr, char out[][256], size_t max, size_t *n)
 	len = strlen(dom);
 	while (len > 0 && dom[len - 1] == '.')
 		dom[--len] = '\0';
-	if (len == 0 || strspn(dom, "abcdefghijklmnopqrstuvwxyz"
-				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
-				len)
+	if (len == 0 ||
+	    strspn(dom, "abcdefghijklmnopqrstuvwxyz"
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != len)
 		return -1;
 	for (char *p = dom; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
@@ -97,13 +97,14 @@ dmarc_walk(InternetAddressList *l, char out[][256], size_t max, size_t *n)
 		InternetAddress *ia = internet_address_list_get_address(l, i);
 
 		if (INTERNET_ADDRESS_IS_GROUP(ia)) {
-			InternetAddressList *m = internet_address_group_get_members(
+			InternetAddressList *m =
+			    internet_address_group_get_members(
 				INTERNET_ADDRESS_GROUP(ia));
 
 			if (m != NULL && dmarc_walk(m, out, max, n) < 0)
 				return -1;
 		} else if (dmarc_add_domain(internet_address_mailbox_get_addr(
-						    INTERNET_ADDRESS_MAILBOX(ia)),
+						INTERNET_ADDRESS_MAILBOX(ia)),
 					    out, max, n) < 0) {
 			return -1;
 		}
@@ -127,8 +128,8 @@ dmarc_from_domains(const struct msg *m, char out[][256], size_t max)
 		if (l == NULL)
 			return -1;
 		rc = internet_address_list_length(l) > 0
-			     ? dmarc_walk(l, out, max, &n)
-			     : -1;
+			 ? dmarc_walk(l, out, max, &n)
+			 : -1;
 		g_object_unref(l);
 		if (rc < 0)
 			return -1;
@@ -208,10 +209,10 @@ dmarc_dkim_outcome(const struct dkimv_sig *s)
 static const char *
 dmarc_policy_word(int p)
 {
-	return p == DMARC_RECORD_P_REJECT       ? "reject"
+	return p == DMARC_RECORD_P_REJECT	? "reject"
 	       : p == DMARC_RECORD_P_QUARANTINE ? "quarantine"
-	       : p == DMARC_RECORD_P_NONE       ? "none"
-					       : "";
+	       : p == DMARC_RECORD_P_NONE	? "none"
+						: "";
 }
 
 /* Feeds the results and the record to libopendmarc and reads its answer. */
@@ -224,7 +225,8 @@ dmarc_enforce(const struct msg *m, const char *domain, const char *record,
 	int st, dal = 0, sal = 0, pct = 100, pol = 0;
 	const char *ip = m->client_addr[0] ? m->client_addr : "0.0.0.0";
 
-	p = opendmarc_policy_connect_init((u_char *)ip, strchr(ip, ':') != NULL);
+	p = opendmarc_policy_connect_init((u_char *)ip,
+					  strchr(ip, ':') != NULL);
 	if (p == NULL) {
 		r->result = DMARCR_TEMPERROR;
 		snprintf(r->reason, sizeof(r->reason), "out of memory");
@@ -238,10 +240,10 @@ dmarc_enforce(const struct msg *m, const char *domain, const char *record,
 					    NULL);
 	if (spf != NULL && spf->domain[0] != '\0')
 		opendmarc_policy_store_spf(
-			p, (u_char *)spf->domain, dmarc_spf_outcome(spf->result),
-			m->from && *m->from ? DMARC_POLICY_SPF_ORIGIN_MAILFROM
-					    : DMARC_POLICY_SPF_ORIGIN_HELO,
-			NULL);
+		    p, (u_char *)spf->domain, dmarc_spf_outcome(spf->result),
+		    m->from && *m->from ? DMARC_POLICY_SPF_ORIGIN_MAILFROM
+					: DMARC_POLICY_SPF_ORIGIN_HELO,
+		    NULL);
 	if (opendmarc_policy_store_dmarc(p, (u_char *)record, (u_char *)domain,
 					 (u_char *)org) != DMARC_PARSE_OKAY) {
 		r->result = DMARCR_PERMERROR;
@@ -269,7 +271,7 @@ dmarc_enforce(const struct msg *m, const char *domain, const char *record,
 		return;
 	}
 	r->result = DMARCR_FAIL;
-	r->disposition = st == DMARC_POLICY_REJECT       ? DMARCD_REJECT
+	r->disposition = st == DMARC_POLICY_REJECT	 ? DMARCD_REJECT
 			 : st == DMARC_POLICY_QUARANTINE ? DMARCD_QUARANTINE
 							 : DMARCD_NONE;
 	snprintf(r->reason, sizeof(r->reason), "no aligned SPF or DKIM pass");
@@ -309,7 +311,7 @@ dmarc_one(struct dns *d, const struct msg *m, const char *domain,
 	found = dmarc_lookup(d, domain, record, sizeof(record));
 	if (found == 0 &&
 	    opendmarc_get_tld((u_char *)domain, (u_char *)org, sizeof(org)) ==
-		    0 &&
+		0 &&
 	    org[0] != '\0' && strcasecmp(org, domain) != 0)
 		found = dmarc_lookup(d, org, record, sizeof(record));
 	if (found < 0) {
@@ -358,8 +360,7 @@ dmarc_check(struct dns *d, const struct msg *m, const struct spf_check *spf,
 	/* Several From domains: a failure, under the strictest policy. */
 	r->result = DMARCR_FAIL;
 	snprintf(r->from_domain, sizeof(r->from_domain), "%s", doms[0]);
-	snprintf(r->reason, sizeof(r->reason), "%d different From domains",
-		 n);
+	snprintf(r->reason, sizeof(r->reason), "%d different From domains", n);
 	for (int i = 0; i < n; i++) {
 		memset(&one, 0, sizeof(one));
 		dmarc_one(d, m, doms[i], spf, dk, &one);
@@ -377,8 +378,8 @@ dmarc_check(struct dns *d, const struct msg *m, const struct spf_check *spf,
 	}
 	r->disposition = strcmp(r->policy, "reject") == 0 ? DMARCD_REJECT
 			 : strcmp(r->policy, "quarantine") == 0
-				 ? DMARCD_QUARANTINE
-				 : DMARCD_NONE;
+			     ? DMARCD_QUARANTINE
+			     : DMARCD_NONE;
 }
 
 const char *

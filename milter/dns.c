@@ -126,7 +126,7 @@ dns_new(const char *nameservers, unsigned timeout_ms, struct dns **out,
 	/* Threads, not processes; forwarders on loopback allowed. */
 	if ((n = ub_ctx_async(d->ctx, 1)) != 0 ||
 	    (n = ub_ctx_set_option(d->ctx, "do-not-query-localhost:", "no")) !=
-		    0) {
+		0) {
 		snprintf(err, errlen, "libunbound: %s", ub_strerror(n));
 		goto fail;
 	}

@@ -32,11 +32,12 @@ static const char *edm_conf_path = EDM_DEFAULT_CONF;
 static void
 edm_usage(void)
 {
-	fprintf(stderr, "usage: edmilter [-fnV] [-c config]\n"
-			"  -c FILE  configuration (default %s)\n"
-			"  -f       stay in the foreground, log to stderr\n"
-			"  -n       check the configuration and exit\n"
-			"  -V       print the version and exit\n",
+	fprintf(stderr,
+		"usage: edmilter [-fnV] [-c config]\n"
+		"  -c FILE  configuration (default %s)\n"
+		"  -f       stay in the foreground, log to stderr\n"
+		"  -n       check the configuration and exit\n"
+		"  -V       print the version and exit\n",
 		EDM_DEFAULT_CONF);
 	exit(2);
 }
@@ -116,8 +117,8 @@ edm_drop_privileges(const struct conf *c)
 	}
 	if (getuid() == pw->pw_uid)
 		return 0;
-	if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
-	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
 		log_msg(LOG_ERR, "becoming %s: %s", c->user, strerror(errno));
 		return -1;
 	}
@@ -284,8 +285,8 @@ main(int argc, char **argv)
 		log_msg(LOG_ERR, "cannot start the signal thread");
 		return 1;
 	}
-	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures",
-		EDM_NAME, EDM_VERSION, c->socket, av_signatures(s->av));
+	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures", EDM_NAME,
+		EDM_VERSION, c->socket, av_signatures(s->av));
 
 	rc = smfi_main();
 

@@ -27,10 +27,10 @@ struct mlfi_conn {
 };
 
 /* Steps we skip, replies we never give early, byte-exact header values. */
-#define MLFI_PROTO                                                            \
-	(SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NR_CONN |       \
-	 SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR |       \
-	 SMFIP_NR_UNKN | SMFIP_NR_DATA | SMFIP_NR_EOH | SMFIP_HDR_LEADSPC |   \
+#define MLFI_PROTO                                                             \
+	(SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NR_CONN |        \
+	 SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR |        \
+	 SMFIP_NR_UNKN | SMFIP_NR_DATA | SMFIP_NR_EOH | SMFIP_HDR_LEADSPC |    \
 	 SMFIP_SKIP)
 #define MLFI_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
 
@@ -251,8 +251,10 @@ mlfi_apply_headers(SMFICTX *ctx, struct mlfi_conn *c, const struct verdict *v)
 			break;
 		}
 		if (rc != MI_SUCCESS)
-			log_qid(LOG_WARNING, qid, "header %s: change refused "
-				"by the MTA", op->name);
+			log_qid(LOG_WARNING, qid,
+				"header %s: change refused "
+				"by the MTA",
+				op->name);
 		free(val);
 	}
 }
@@ -333,17 +335,17 @@ mlfi_close(SMFICTX *ctx)
 }
 
 struct smfiDesc mlfi_desc = {
-	.xxfi_name = EDM_NAME,
-	.xxfi_version = SMFI_VERSION,
-	.xxfi_flags = MLFI_ACTIONS | SMFIF_SETSYMLIST,
-	.xxfi_connect = mlfi_connect,
-	.xxfi_helo = mlfi_helo,
-	.xxfi_envfrom = mlfi_envfrom,
-	.xxfi_envrcpt = mlfi_envrcpt,
-	.xxfi_header = mlfi_header,
-	.xxfi_body = mlfi_body,
-	.xxfi_eom = mlfi_eom,
-	.xxfi_abort = mlfi_abort,
-	.xxfi_close = mlfi_close,
-	.xxfi_negotiate = mlfi_negotiate,
+    .xxfi_name = EDM_NAME,
+    .xxfi_version = SMFI_VERSION,
+    .xxfi_flags = MLFI_ACTIONS | SMFIF_SETSYMLIST,
+    .xxfi_connect = mlfi_connect,
+    .xxfi_helo = mlfi_helo,
+    .xxfi_envfrom = mlfi_envfrom,
+    .xxfi_envrcpt = mlfi_envrcpt,
+    .xxfi_header = mlfi_header,
+    .xxfi_body = mlfi_body,
+    .xxfi_eom = mlfi_eom,
+    .xxfi_abort = mlfi_abort,
+    .xxfi_close = mlfi_close,
+    .xxfi_negotiate = mlfi_negotiate,
 };

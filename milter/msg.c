@@ -13,7 +13,7 @@
 
 /* libclamav recognises a message by magic; an mbox line is the surest. */
 static const char msg_mbox_line[] =
-	"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
+    "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
 
 void
 msg_init(struct msg *m, size_t limit)
@@ -156,8 +156,8 @@ msg_keep(struct msg *m, const char *p, size_t n)
 	if (m->truncated || m->failed)
 		return;
 	room = m->limit > m->raw.len - m->raw_start
-		       ? m->limit - (m->raw.len - m->raw_start)
-		       : 0;
+		   ? m->limit - (m->raw.len - m->raw_start)
+		   : 0;
 	if (n > room) {
 		n = room;
 		m->truncated = true;
@@ -291,8 +291,8 @@ msg_parse(struct msg *m, const char *data, size_t len)
 		}
 		colon = memchr(p, ':', n);
 		if (colon == NULL || colon == p ||
-		    memchr(p, ' ', (size_t)(colon - p)) != NULL ||
-		    *p == ' ' || *p == '\t')
+		    memchr(p, ' ', (size_t)(colon - p)) != NULL || *p == ' ' ||
+		    *p == '\t')
 			break; /* not a header: the body starts here */
 		buf_reset(&name);
 		buf_append(&name, p, (size_t)(colon - p));

@@ -4,6 +4,7 @@
  * scanner share this code. Logs the one summary line of each message.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -59,8 +60,7 @@ pipe_decide_av(const struct conf *c, struct pipe_report *r)
 			verdict_reply(v, "451", "4.7.0", text);
 		return;
 	case AV_ERROR:
-		snprintf(reason, sizeof(reason), "scan error: %s",
-			 r->av.error);
+		snprintf(reason, sizeof(reason), "scan error: %s", r->av.error);
 		verdict_set(v, c->on_scan_error, reason);
 		if (v->action == ACT_REJECT)
 			verdict_reply(v, "550", "5.7.0",
@@ -133,33 +133,33 @@ pipe_decide_auth(const struct conf *c, struct pipe_report *r)
 		 "message refused: it fails the DMARC policy of %s (p=%s)",
 		 d->from_domain, d->policy);
 	verdict_propose(&r->verdict,
-			d->disposition == DMARCD_REJECT ? c->on_dmarc_reject
-							: c->on_dmarc_quarantine,
+			d->disposition == DMARCD_REJECT
+			    ? c->on_dmarc_reject
+			    : c->on_dmarc_quarantine,
 			reason, "550", "5.7.1", text);
 }
 
-/* Deletes, highest index first, the headers of name that pred accepts. */
+/*
+ * Deletes the headers of name that pred accepts, all of them, highest
+ * index first (indexes count headers of that name, from 1).
+ */
 static void
 pipe_delete_ours(const struct msg *m, struct verdict *v, const char *name,
 		 bool (*pred)(const char *value, const char *id),
 		 const char *id)
 {
-	int idx[64], n = 0, k = 0;
+	int *idx = xcalloc(m->nhdrs, sizeof(*idx)), n = 0, k = 0;
 
 	for (size_t i = 0; i < m->nhdrs; i++) {
 		if (strcasecmp(m->hdrs[i].name, name) != 0)
 			continue;
 		k++;
-		if (pred(m->hdrs[i].value, id)) {
-			if (n == (int)(sizeof(idx) / sizeof(*idx)))
-				memmove(idx, idx + 1, sizeof(idx) -
-							      sizeof(*idx)),
-					n--;
+		if (pred(m->hdrs[i].value, id))
 			idx[n++] = k;
-		}
 	}
 	while (n > 0)
 		verdict_hdr(v, HDROP_DELETE, name, idx[--n], NULL);
+	free(idx);
 }
 
 static bool
@@ -226,8 +226,8 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 			verdict_hdr(v, HDROP_DELETE, HDR_SCANNED, n, NULL);
 		for (n = msg_header_count(m, HDR_STATUS); n > 0; n--)
 			verdict_hdr(v, HDROP_DELETE, HDR_STATUS, n, NULL);
-		snprintf(val, sizeof(val), "%s %s on %s", EDM_NAME,
-			 EDM_VERSION, c->hostname);
+		snprintf(val, sizeof(val), "%s %s on %s", EDM_NAME, EDM_VERSION,
+			 c->hostname);
 		verdict_hdr(v, HDROP_ADD, HDR_SCANNED, 0, val);
 		if (r->av.status == AV_CLEAN)
 			snprintf(val, sizeof(val), "Clean");
@@ -242,8 +242,8 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 		subj = msg_header(m, "Subject");
 		snprintf(val, sizeof(val), "%s %s", c->tag_subject,
 			 subj ? subj->value : "");
-		verdict_hdr(v, subj ? HDROP_CHANGE : HDROP_ADD, "Subject",
-			    1, val);
+		verdict_hdr(v, subj ? HDROP_CHANGE : HDROP_ADD, "Subject", 1,
+			    val);
 	}
 }
 

@@ -234,8 +234,8 @@ scan_print_text(const char *path, const struct msg *m,
 		printf("  spf:     %s (%s) helo: %s\n",
 		       spf_result_name(r->spf_mail.result), r->spf_mail.reason,
 		       spf_result_name(r->spf_helo.result));
-		printf("  dmarc:   %s (%s)\n", dmarc_result_name(r->dmarc.result),
-		       r->dmarc.reason);
+		printf("  dmarc:   %s (%s)\n",
+		       dmarc_result_name(r->dmarc.result), r->dmarc.reason);
 	} else if (r->auth_on) {
 		printf("  spf:     skipped (%s)\n", r->auth_skipped);
 	}
@@ -301,18 +301,18 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"json", no_argument, NULL, 'j'},
-		{"ip", required_argument, NULL, 'i'},
-		{"helo", required_argument, NULL, 'h'},
-		{"from", required_argument, NULL, 'f'},
-		{"rcpt", required_argument, NULL, 'r'},
-		{"auth", required_argument, NULL, 'a'},
-		{"verbose", no_argument, NULL, 'v'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"ip", required_argument, NULL, 'i'},
+	    {"helo", required_argument, NULL, 'h'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"rcpt", required_argument, NULL, 'r'},
+	    {"auth", required_argument, NULL, 'a'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct scan_env env = {.ip = "127.0.0.1", .helo = "localhost",
-			       .from = ""};
+	struct scan_env env = {
+	    .ip = "127.0.0.1", .helo = "localhost", .from = ""};
 	const char *conf_path = NULL;
 	struct errlist errs = {0};
 	struct snap *s;
@@ -337,8 +337,8 @@ main(int argc, char **argv)
 			env.from = optarg;
 			break;
 		case 'r':
-			env.rcpts = xrealloc(env.rcpts, (env.nrcpts + 1) *
-							     sizeof(char *));
+			env.rcpts = xrealloc(env.rcpts,
+					     (env.nrcpts + 1) * sizeof(char *));
 			env.rcpts[env.nrcpts++] = optarg;
 			break;
 		case 'a':

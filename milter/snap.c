@@ -42,8 +42,8 @@ snap_auth(struct snap *s, struct errlist *errs)
 	if (rc == 0 && dns_new(c->nameservers, (unsigned)c->dns_timeout,
 			       &s->dns, err, sizeof(err)) < 0)
 		rc = -1;
-	if (rc == 0 && spf_new(s->dns, c->hostname, &s->spf, err,
-			       sizeof(err)) < 0)
+	if (rc == 0 &&
+	    spf_new(s->dns, c->hostname, &s->spf, err, sizeof(err)) < 0)
 		rc = -1;
 	if (rc == 0 && dkimv_new(s->dns, (unsigned)c->min_key_bits,
 				 (unsigned)c->max_signatures, &s->dkim, err,
@@ -99,7 +99,6 @@ snap_build(const char *path, struct av_engine *keep_av, struct snap **out,
 	*out = s;
 	return 0;
 }
-
 
 void
 snap_install(struct snap *s)

@@ -67,8 +67,8 @@
 #include "spf.h"
 #include "util.h"
 
-#define SPF_TERM_MAX 10  /* terms that query DNS, per check */
-#define SPF_VOID_MAX 2   /* lookups that found nothing, per check */
+#define SPF_TERM_MAX 10	 /* terms that query DNS, per check */
+#define SPF_VOID_MAX 2	 /* lookups that found nothing, per check */
 #define SPF_NAMES_MAX 10 /* names of an MX or PTR answer looked at */
 #define SPF_NAME_MAX 253
 #define SPF_LOCAL_MAX 64
@@ -128,7 +128,7 @@ struct spf_rec {
 	size_t nredirect;
 	int nexp;
 	bool all;
-	int af;           /* the client's address family */
+	int af;		  /* the client's address family */
 	const char *mark; /* see struct spf */
 };
 
@@ -145,7 +145,7 @@ enum spf_mech {
 };
 
 static const char *spf_mech_names[SPFM_COUNT] = {
-	"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"};
+    "all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"};
 
 static __thread struct spf_ctx *spf_cur;
 static pthread_once_t spf_once = PTHREAD_ONCE_INIT;
@@ -771,11 +771,11 @@ spf_ctx_pend(struct spf_ctx *c, const SPF_dns_rr_t *rr)
 {
 	c->npending = c->next = 0;
 	for (int i = 0; i < rr->num_rr && i < SPF_NAMES_MAX; i++) {
-		const char *n = rr->rr_type == ns_t_mx ? rr->rr[i]->mx
-						       : rr->rr[i]->ptr;
+		const char *n =
+		    rr->rr_type == ns_t_mx ? rr->rr[i]->mx : rr->rr[i]->ptr;
 
-		snprintf(c->pending[c->npending++], sizeof(c->pending[0]),
-			 "%s", n);
+		snprintf(c->pending[c->npending++], sizeof(c->pending[0]), "%s",
+			 n);
 	}
 }
 
@@ -848,8 +848,8 @@ spf_rr_add(SPF_dns_rr_t *rr, const void *data, size_t len)
 
 /* A host name from an answer, if it is printable ASCII, then suffix. */
 static bool
-spf_rr_name(const unsigned char *p, size_t len, const char *suffix,
-	    char *out, size_t outlen)
+spf_rr_name(const unsigned char *p, size_t len, const char *suffix, char *out,
+	    size_t outlen)
 {
 	size_t n;
 
@@ -900,8 +900,8 @@ spf_rr_fill(SPF_dns_rr_t *rr, const struct ub_result *res, int i,
 static void
 spf_rr_any(SPF_dns_rr_t *rr, const struct spf_job *j)
 {
-	if (rr->num_rr == 0 || (rr->rr_type != ns_t_a &&
-				rr->rr_type != ns_t_aaaa))
+	if (rr->num_rr == 0 ||
+	    (rr->rr_type != ns_t_a && rr->rr_type != ns_t_aaaa))
 		return;
 	rr->num_rr = 0;
 	if (rr->rr_type == ns_t_a)
@@ -1042,8 +1042,9 @@ spf_rec_fetch(struct spf *s, struct spf_ctx *c, const char *dom, char **txt,
 		ub_resolve_free(res);
 	if (st != DNS_OK && c->fetches > 1 && spf_ctx_void(c) < 0)
 		return SPF_RESULT_TEMPERROR;
-	return n == 0 ? SPF_RESULT_PASS
-		      : n == 1 ? SPF_RESULT_NONE : SPF_RESULT_PERMERROR;
+	return n == 0	? SPF_RESULT_PASS
+	       : n == 1 ? SPF_RESULT_NONE
+			: SPF_RESULT_PERMERROR;
 }
 
 /*
@@ -1068,7 +1069,7 @@ spf_rec_compile(SPF_server_t *srv, SPF_request_t *req, SPF_response_t *resp,
 		log_msg(LOG_DEBUG, "spf: %s: record refused: %s", dom,
 			SPF_strerror(err));
 	} else if ((err = SPF_record_compile(srv, resp, recp, out.data)) !=
-			   SPF_E_SUCCESS &&
+		       SPF_E_SUCCESS &&
 		   *recp != NULL) {
 		SPF_record_free(*recp);
 		*recp = NULL;
@@ -1091,14 +1092,14 @@ spf_dns_get_spf(SPF_server_t *srv, SPF_request_t *req, SPF_response_t *resp,
 	*recp = NULL;
 	if (c == NULL || c->limit != NULL ||
 	    (c->fetches++ > 0 && spf_ctx_term(c) < 0))
-		return spf_rec_done(resp, SPF_RESULT_TEMPERROR,
-				    SPF_E_DNS_ERROR, dom, "lookup limit");
+		return spf_rec_done(resp, SPF_RESULT_TEMPERROR, SPF_E_DNS_ERROR,
+				    dom, "lookup limit");
 	switch (spf_rec_fetch(srv->resolver->hook, c, dom, &txt, &bad)) {
 	case SPF_RESULT_PASS:
 		break;
 	case SPF_RESULT_TEMPERROR:
-		return spf_rec_done(resp, SPF_RESULT_TEMPERROR,
-				    SPF_E_DNS_ERROR, dom, "DNS failure");
+		return spf_rec_done(resp, SPF_RESULT_TEMPERROR, SPF_E_DNS_ERROR,
+				    dom, "DNS failure");
 	case SPF_RESULT_PERMERROR:
 		return spf_rec_done(resp, SPF_RESULT_PERMERROR,
 				    SPF_E_MULTIPLE_RECORDS, dom,
@@ -1164,8 +1165,7 @@ spf_server_init(struct spf *s, char *err, size_t errlen)
 		snprintf(err, errlen, "spf: libspf2: cannot create a server");
 		return -1;
 	}
-	if ((e = SPF_server_set_rec_dom(s->srv, s->receiver)) ==
-	    SPF_E_SUCCESS)
+	if ((e = SPF_server_set_rec_dom(s->srv, s->receiver)) == SPF_E_SUCCESS)
 		e = SPF_server_set_explanation(s->srv, SPF_EXP_MACRO, &resp);
 	if (resp != NULL)
 		SPF_response_free(resp);
@@ -1250,8 +1250,8 @@ spf_free(struct spf *s)
 const char *
 spf_result_name(enum spf_result r)
 {
-	static const char *names[] = {"none",     "neutral",   "pass",
-				      "fail",     "softfail",  "temperror",
+	static const char *names[] = {"none",	  "neutral",  "pass",
+				      "fail",	  "softfail", "temperror",
 				      "permerror"};
 
 	return (unsigned)r < sizeof(names) / sizeof(*names) ? names[r] : "?";
@@ -1336,8 +1336,8 @@ spf_kv(struct buf *b, const char *key, const char *val)
 
 /* The key=value part of Received-SPF; without envelope-from if asked. */
 static void
-spf_received_pairs(struct buf *b, const struct spf *s,
-		   const struct spf_job *j, bool from)
+spf_received_pairs(struct buf *b, const struct spf *s, const struct spf_job *j,
+		   bool from)
 {
 	buf_reset(b);
 	if (j->ip[0] != '\0')
@@ -1353,8 +1353,7 @@ spf_received_pairs(struct buf *b, const struct spf *s,
 
 /* Fills r->received_spf: "result (reason) key=value; ...". */
 static void
-spf_received(const struct spf *s, const struct spf_job *j,
-	     struct spf_check *r)
+spf_received(const struct spf *s, const struct spf_job *j, struct spf_check *r)
 {
 	const char *res = spf_result_name(r->result);
 	char comment[sizeof(r->reason)] = "";
@@ -1372,11 +1371,11 @@ spf_received(const struct spf *s, const struct spf_job *j,
 		room = sizeof(comment);
 	spf_clean(comment, room, r->reason, true);
 	if (comment[0] != '\0')
-		snprintf(r->received_spf, sizeof(r->received_spf),
-			 "%s (%s) %s", res, comment, b.data);
+		snprintf(r->received_spf, sizeof(r->received_spf), "%s (%s) %s",
+			 res, comment, b.data);
 	else
-		snprintf(r->received_spf, sizeof(r->received_spf), "%s %s",
-			 res, b.data);
+		snprintf(r->received_spf, sizeof(r->received_spf), "%s %s", res,
+			 b.data);
 	buf_free(&b);
 }
 
@@ -1455,8 +1454,8 @@ spf_map(SPF_response_t *resp)
 		return SPFR_PERMERROR;
 	default: /* INVALID: libspf2's way of saying error */
 		return SPF_response_errcode(resp) == SPF_E_DNS_ERROR
-			       ? SPFR_TEMPERROR
-			       : SPFR_PERMERROR;
+			   ? SPFR_TEMPERROR
+			   : SPFR_PERMERROR;
 	}
 }
 

@@ -165,7 +165,8 @@ util_safe(char *dst, size_t dstlen, const char *src, bool nospace)
 		if (o + 1 >= dstlen) {
 			/* Cut: mark it, if there is room for the mark. */
 			if (dstlen > 4)
-				memcpy(dst + dstlen - 4, "...", 3), o = dstlen - 1;
+				memcpy(dst + dstlen - 4, "...", 3),
+				    o = dstlen - 1;
 			break;
 		}
 		if (ch < 0x20 || ch == 0x7f)

@@ -11,7 +11,7 @@
 #include "verdict.h"
 
 static const char *verdict_names[] = {
-	"accept", "tag", "quarantine", "tempfail", "discard", "reject",
+    "accept", "tag", "quarantine", "tempfail", "discard", "reject",
 };
 
 const char *

@@ -83,8 +83,8 @@ check(struct dkimv *v, const char *path, size_t limit, struct buf *out)
 		buf_printf(out,
 			   "%s sig=%zu result=%s d=%s s=%s a=%s b=%s bits=%u "
 			   "partial=%d reason=\"%s\"\n",
-			   path, i + 1, dkimv_result_name(s->result),
-			   s->domain, s->selector, s->algo, s->b, s->keybits,
+			   path, i + 1, dkimv_result_name(s->result), s->domain,
+			   s->selector, s->algo, s->b, s->keybits,
 			   s->partial_body, s->reason);
 	}
 	return 0;

@@ -163,6 +163,25 @@ print(" ".join("%s:%s:%s" % (o["op"], o["name"], o["index"])
 is "$ops" "delete:Authentication-Results:2 insert:Authentication-Results:0" \
 	"ours (the 2nd A-R) is deleted, the other server's is kept"
 
+# ... whatever their number, and however they are folded or commented.
+{
+	i=0
+	while [ $i -lt 150 ]; do
+		printf 'Authentication-Results: (forged %d)\n MX.TEST; dmarc=pass\n' $i
+		i=$((i + 1))
+	done
+	cat "$WORK/forged2.eml"
+} >"$WORK/forged150.eml"
+j=$(scan "$WORK/forged150.eml" --ip 192.0.2.10 --from a@example.com)
+n=$(printf '%s' "$j" | "$PY" -c '
+import json, sys
+ops = [o for o in json.load(sys.stdin)["headers"]
+       if o["name"] == "Authentication-Results" and o["op"] == "delete"]
+idx = [o["index"] for o in ops]
+print(len(ops), idx == sorted(idx, reverse=True), 151 not in idx)')
+is "$n" "151 True True" \
+	"151 forged A-Rs deleted, highest index first, the other kept"
+
 # 8. Internal hosts and authenticated senders: not enforced, and said so.
 j=$(scan "$WORK/spoof.eml" --ip 10.1.2.3 --from a@example.net)
 is "$(field "$j" verdict)" accept "internal host: DMARC not enforced"

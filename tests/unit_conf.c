@@ -105,7 +105,8 @@ main(void)
 		"ClamAVMaxRecursion 1000\nSocket inet:2@127.0.0.1\n"
 		"ClamAVMaxFileSize 12Q\nSyslog perhaps\nUserID\n"
 		"InternalHosts 10.0.0.0/33\nSocket tcp:25\n",
-		&c, errs, sizeof(errs)) == -1 && c == NULL,
+		&c, errs, sizeof(errs)) == -1 &&
+	       c == NULL,
 	   "bad file fails");
 	is_str(errs,
 	       ":2: unknown key \"NoSuchKey\"|"
@@ -132,9 +133,9 @@ main(void)
 		struct errlist e = {0};
 
 		ok(conf_load("/nonexistent/edm.conf", &c, &e) == -1 &&
-			   e.n == 1 &&
-			   strstr(e.lines[0], "/nonexistent/edm.conf: cannot "
-					      "open") != NULL,
+		       e.n == 1 &&
+		       strstr(e.lines[0], "/nonexistent/edm.conf: cannot "
+					  "open") != NULL,
 		   "missing file is an error naming it");
 		errlist_free(&e);
 	}
@@ -149,8 +150,7 @@ main(void)
 	ok(util_cidr_parse("192.0.2.0/25x", &r) == -1, "junk after bits");
 	ok(util_cidr_parse("example.com", &r) == -1, "a name is no range");
 	ok(util_cidr_parse("::/0", &r) == 0 && r.bits == 0 &&
-		   util_addr_parse("2001:db8::1", a) == 0 &&
-		   util_cidr_match(&r, a),
+	       util_addr_parse("2001:db8::1", a) == 0 && util_cidr_match(&r, a),
 	   "::/0 matches everything");
 	return tap_done();
 }

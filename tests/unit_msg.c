@@ -110,12 +110,12 @@ test_safe(void)
 
 /* A message carrying the test program, as a mail client sends it. */
 static const char infected[] =
-	"From: a@example.com\r\nTo: b@example.net\r\nSubject: test\r\n"
-	"X-Virus-Status: Clean\r\nX-Virus-Status: Clean too\r\n"
-	"MIME-Version: 1.0\r\n"
-	"Content-Type: text/plain\r\n\r\n"
-	"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"
-	"$H+H*\r\n";
+    "From: a@example.com\r\nTo: b@example.net\r\nSubject: test\r\n"
+    "X-Virus-Status: Clean\r\nX-Virus-Status: Clean too\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: text/plain\r\n\r\n"
+    "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"
+    "$H+H*\r\n";
 
 static void
 test_pipe(void)
@@ -131,8 +131,10 @@ test_pipe(void)
 	snprintf(path, sizeof(path), "/tmp/edm-unit-msg.%d.conf", getpid());
 	snprintf(conf, sizeof(conf), "%s/tests/data/sigs", src ? src : ".");
 	fp = fopen(path, "w");
-	fprintf(fp, "ClamAVDatabase %s\nTemporaryDirectory /tmp\n"
-		    "RejectMessage virus %%v here, 100%%%% sure\n",
+	fprintf(fp,
+		"ClamAVDatabase %s\nTemporaryDirectory /tmp\n"
+		"AuthChecks no\n"
+		"RejectMessage virus %%v here, 100%%%% sure\n",
 		conf);
 	fclose(fp);
 	ok(snap_build(path, NULL, &s, &errs) == 0 && s->av != NULL,
@@ -158,8 +160,9 @@ test_pipe(void)
 	op_str(&r.verdict, 1, op, sizeof(op));
 	is_str(op, "delete X-Virus-Status 1 -", "then the first");
 	op_str(&r.verdict, 3, op, sizeof(op));
-	is_str(op, "add X-Virus-Status 0 Infected (Edmilter.Test.Eicar."
-		   "UNOFFICIAL)",
+	is_str(op,
+	       "add X-Virus-Status 0 Infected (Edmilter.Test.Eicar."
+	       "UNOFFICIAL)",
 	       "our status header");
 	pipe_report_free(&r);
 
@@ -168,7 +171,7 @@ test_pipe(void)
 	msg_parse(&m, "Subject: hi\n\nhello\n", 19);
 	pipe_run(s, &m, &r);
 	ok(r.av.status == AV_CLEAN && r.verdict.action == ACT_ACCEPT &&
-		   r.verdict.rcode[0] == '\0',
+	       r.verdict.rcode[0] == '\0',
 	   "clean mail is accepted with no reply");
 	op_str(&r.verdict, 1, op, sizeof(op));
 	is_str(op, "add X-Virus-Status 0 Clean", "Clean status header");
@@ -189,10 +192,11 @@ test_pipe(void)
 
 	/* No database: never accepted unscanned. */
 	fp = fopen(path, "w");
-	fprintf(fp, "ClamAVDatabase /nonexistent\nTemporaryDirectory /tmp\n");
+	fprintf(fp, "ClamAVDatabase /nonexistent\nTemporaryDirectory /tmp\n"
+		    "AuthChecks no\n");
 	fclose(fp);
 	ok(snap_build(path, NULL, &s, &errs) == 0 && s->av == NULL &&
-		   strstr(s->av_error, "/nonexistent") != NULL,
+	       strstr(s->av_error, "/nonexistent") != NULL,
 	   "a missing database leaves no engine and says why");
 	msg_init(&m, 1 << 20);
 	msg_parse(&m, "Subject: hi\n\nhello\n", 19);
