@@ -43,10 +43,11 @@ int dmarc_global_init(const char *psl, char *err, size_t errlen);
 
 /*
  * The domains of every address of every From header, lower case, each
- * once; returns how many, or -1 when a From header has no parsable
- * address.
+ * once (at most max); *unusable tells whether some From header or address
+ * had no usable domain. Returns how many domains.
  */
-int dmarc_from_domains(const struct msg *m, char out[][256], size_t max);
+int dmarc_from_domains(const struct msg *m, char out[][256], size_t max,
+		       bool *unusable);
 
 /*
  * Evaluates the From domain's policy. spf is the MAIL FROM result (the

@@ -47,8 +47,9 @@ char *xstrndup(const char *s, size_t n);
 void util_safe(char *dst, size_t dstlen, const char *src, bool nospace);
 
 /*
- * The same for a header value, which may keep its folds: an LF followed by
- * a space or a tab stays; any other control byte becomes '?'.
+ * The same for a header value, which may keep its folds and tabs: an LF
+ * followed by a space or a tab stays, so does a tab; any other control
+ * byte becomes '?'.
  */
 void util_safe_header(char *dst, size_t dstlen, const char *src);
 

@@ -51,11 +51,13 @@ int verdict_action_parse(const char *s, enum action *a);
 bool verdict_delivers(enum action a);
 void verdict_set(struct verdict *v, enum action a, const char *reason);
 /*
- * A check proposes an action with its reason and reply; it replaces the
- * current one only when stronger (see enum action).
+ * A check proposes an action with its reason and reply text; it replaces
+ * the current one only when stronger (see enum action). detail is the
+ * enhanced status code without its class ("7.1"): the reply is 550 5.x.y
+ * for reject and 451 4.x.y for tempfail, whatever the check wanted.
  */
 void verdict_propose(struct verdict *v, enum action a, const char *reason,
-		     const char *rcode, const char *xcode, const char *text);
+		     const char *detail, const char *text);
 void verdict_reply(struct verdict *v, const char *rcode, const char *xcode,
 		   const char *text);
 void verdict_hdr(struct verdict *v, enum hdrop_kind kind, const char *name,

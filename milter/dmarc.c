@@ -87,52 +87,50 @@ dmarc_add_domain(const char *addr, char out[][256], size_t max, size_t *n)
 	return 0;
 }
 
-/* Walks an address list, groups included; -1 on an unusable address. */
-static int
-dmarc_walk(InternetAddressList *l, char out[][256], size_t max, size_t *n)
+/* Walks an address list, groups included, noting unusable addresses. */
+static void
+dmarc_walk(InternetAddressList *l, char out[][256], size_t max, size_t *n,
+	   bool *unusable)
 {
 	int count = internet_address_list_length(l);
 
 	for (int i = 0; i < count; i++) {
 		InternetAddress *ia = internet_address_list_get_address(l, i);
+		InternetAddressList *members;
 
 		if (INTERNET_ADDRESS_IS_GROUP(ia)) {
-			InternetAddressList *m =
-			    internet_address_group_get_members(
-				INTERNET_ADDRESS_GROUP(ia));
-
-			if (m != NULL && dmarc_walk(m, out, max, n) < 0)
-				return -1;
+			members = internet_address_group_get_members(
+			    INTERNET_ADDRESS_GROUP(ia));
+			if (members != NULL)
+				dmarc_walk(members, out, max, n, unusable);
 		} else if (dmarc_add_domain(internet_address_mailbox_get_addr(
 						INTERNET_ADDRESS_MAILBOX(ia)),
 					    out, max, n) < 0) {
-			return -1;
+			*unusable = true;
 		}
 	}
-	return 0;
 }
 
 int
-dmarc_from_domains(const struct msg *m, char out[][256], size_t max)
+dmarc_from_domains(const struct msg *m, char out[][256], size_t max,
+		   bool *unusable)
 {
 	size_t n = 0;
 
+	*unusable = false;
 	pthread_once(&dmarc_gmime_once, dmarc_gmime_init);
 	for (size_t i = 0; i < m->nhdrs; i++) {
 		InternetAddressList *l;
-		int rc;
 
 		if (strcasecmp(m->hdrs[i].name, "From") != 0)
 			continue;
 		l = internet_address_list_parse(NULL, m->hdrs[i].value);
-		if (l == NULL)
-			return -1;
-		rc = internet_address_list_length(l) > 0
-			 ? dmarc_walk(l, out, max, &n)
-			 : -1;
-		g_object_unref(l);
-		if (rc < 0)
-			return -1;
+		if (l == NULL || internet_address_list_length(l) == 0)
+			*unusable = true;
+		else
+			dmarc_walk(l, out, max, &n, unusable);
+		if (l != NULL)
+			g_object_unref(l);
 	}
 	return (int)n;
 }
@@ -288,9 +286,15 @@ dmarc_enforce(const struct msg *m, const char *domain, const char *record,
 
 /* Were some results unknown for a DNS reason? Then a fail is not sure. */
 static bool
-dmarc_unsure(const struct spf_check *spf, const struct dkimv_report *dk)
+dmarc_unsure(const struct msg *m, const struct spf_check *spf,
+	     const struct dkimv_report *dk)
 {
+	if (m->truncated)
+		return true;
 	if (spf != NULL && spf->result == SPFR_TEMPERROR)
+		return true;
+	if (dk != NULL && (dk->result == DKIMVR_TEMPERROR ||
+			   (dk->result == DKIMVR_NEUTRAL && dk->nsigs == 0)))
 		return true;
 	for (size_t i = 0; dk != NULL && i < dk->nsigs; i++)
 		if (dk->sigs[i].result == DKIMVR_TEMPERROR)
@@ -328,10 +332,10 @@ dmarc_one(struct dns *d, const struct msg *m, const char *domain,
 	dmarc_enforce(m, domain, record,
 		      org[0] && strcasecmp(org, domain) ? org : NULL, spf, dk,
 		      r);
-	if (r->result == DMARCR_FAIL && dmarc_unsure(spf, dk)) {
+	if (r->result == DMARCR_FAIL && dmarc_unsure(m, spf, dk)) {
 		r->result = DMARCR_TEMPERROR;
 		snprintf(r->reason, sizeof(r->reason),
-			 "SPF or DKIM had a temporary DNS error");
+			 "SPF or DKIM could not be checked (DNS or limits)");
 	}
 }
 
@@ -341,18 +345,19 @@ dmarc_check(struct dns *d, const struct msg *m, const struct spf_check *spf,
 {
 	char doms[DMARC_MAX_FROM][256];
 	struct dmarc_check one;
+	bool unusable;
 	int n;
 
 	memset(r, 0, sizeof(*r));
-	n = dmarc_from_domains(m, doms, DMARC_MAX_FROM);
-	if (n <= 0) {
+	n = dmarc_from_domains(m, doms, DMARC_MAX_FROM, &unusable);
+	if (n == 0) {
 		r->result = DMARCR_PERMERROR;
 		snprintf(r->reason, sizeof(r->reason), "%s",
-			 n == 0 ? "no From header"
-				: "From header without a usable address");
+			 unusable ? "From header without a usable address"
+				  : "no From header");
 		return;
 	}
-	if (n == 1) {
+	if (n == 1 && !unusable) {
 		dmarc_one(d, m, doms[0], spf, dk, r);
 		return;
 	}

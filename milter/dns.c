@@ -175,6 +175,7 @@ dns_query(struct dns *d, const char *name, int type, struct ub_result **res)
 	struct dns_q *q = xcalloc(1, sizeof(*q));
 	struct timespec until;
 	enum dns_status st;
+	bool done;
 	int id, rc = 0;
 
 	*res = NULL;
@@ -196,9 +197,11 @@ dns_query(struct dns *d, const char *name, int type, struct ub_result **res)
 	pthread_mutex_lock(&q->mu);
 	while (!q->done && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&q->cv, &q->mu, &until);
+	done = q->done;
 	pthread_mutex_unlock(&q->mu);
 
-	if (!q->done) {
+	/* Once done, the callback no longer writes q: read it freely. */
+	if (!done) {
 		/* Cancelled: the callback will not run, drop its share. */
 		if (ub_cancel(d->ctx, id) == 0)
 			dns_q_unref(q);

@@ -221,11 +221,16 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	return SMFIS_CONTINUE;
 }
 
-/* Makes the header changes of the verdict; logs any the MTA refuses. */
-static void
+/*
+ * Makes the header changes of the verdict; logs any the MTA refuses.
+ * Returns -1 when a header that had to go (a forged one) could not be
+ * deleted: such a message must not be delivered as it is.
+ */
+static int
 mlfi_apply_headers(SMFICTX *ctx, struct mlfi_conn *c, const struct verdict *v)
 {
 	const char *qid = c->msg.qid;
+	int ret = 0;
 
 	for (size_t i = 0; i < v->nops; i++) {
 		const struct hdrop *op = &v->ops[i];
@@ -250,6 +255,8 @@ mlfi_apply_headers(SMFICTX *ctx, struct mlfi_conn *c, const struct verdict *v)
 			rc = smfi_chgheader(ctx, op->name, op->index, val);
 			break;
 		}
+		if (rc != MI_SUCCESS && op->kind == HDROP_DELETE)
+			ret = -1;
 		if (rc != MI_SUCCESS)
 			log_qid(LOG_WARNING, qid,
 				"header %s: change refused "
@@ -257,6 +264,7 @@ mlfi_apply_headers(SMFICTX *ctx, struct mlfi_conn *c, const struct verdict *v)
 				op->name);
 		free(val);
 	}
+	return ret;
 }
 
 static sfsistat
@@ -283,8 +291,15 @@ mlfi_eom(SMFICTX *ctx)
 		verdict_reply(&r.verdict, "451", "4.3.0",
 			      "temporary local problem, try again later");
 	}
-	if (verdict_delivers(r.verdict.action))
-		mlfi_apply_headers(ctx, c, &r.verdict);
+	if (verdict_delivers(r.verdict.action) &&
+	    mlfi_apply_headers(ctx, c, &r.verdict) < 0) {
+		log_qid(LOG_ERR, c->msg.qid,
+			"a forged header could not be removed; tempfail");
+		verdict_set(&r.verdict, ACT_TEMPFAIL,
+			    "a forged header could not be removed");
+		verdict_reply(&r.verdict, "451", "4.3.0",
+			      "temporary local problem, try again later");
+	}
 	switch (r.verdict.action) {
 	case ACT_REJECT:
 	case ACT_TEMPFAIL:

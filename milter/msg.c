@@ -11,6 +11,9 @@
 
 #include "msg.h"
 
+/* Buffers larger than this are freed between messages. */
+#define MSG_KEEP_BUFFER (1024 * 1024)
+
 /* libclamav recognises a message by magic; an mbox line is the surest. */
 static const char msg_mbox_line[] =
     "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
@@ -52,6 +55,10 @@ msg_reset(struct msg *m)
 {
 	msg_free_message(m);
 	m->qid[0] = '\0';
+
+	/* A big message's buffer is not kept for the rest of the session. */
+	if (m->raw.cap > MSG_KEEP_BUFFER)
+		buf_free(&m->raw);
 	buf_reset(&m->raw);
 	if (buf_append(&m->raw, msg_mbox_line, sizeof(msg_mbox_line) - 1) < 0)
 		m->failed = xstrdup("out of memory");

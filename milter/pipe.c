@@ -122,7 +122,7 @@ pipe_decide_auth(const struct conf *c, struct pipe_report *r)
 			 "%s, try again later",
 			 d->from_domain);
 		verdict_propose(&r->verdict, c->on_auth_temp_error, reason,
-				"451", "4.4.3", text);
+				"4.3", text);
 		return;
 	}
 	if (d->result != DMARCR_FAIL || d->disposition == DMARCD_NONE)
@@ -136,7 +136,7 @@ pipe_decide_auth(const struct conf *c, struct pipe_report *r)
 			d->disposition == DMARCD_REJECT
 			    ? c->on_dmarc_reject
 			    : c->on_dmarc_quarantine,
-			reason, "550", "5.7.1", text);
+			reason, "7.1", text);
 }
 
 /*
@@ -174,11 +174,16 @@ pipe_ar_is_ours(const char *value, const char *id)
 static bool
 pipe_rspf_is_ours(const char *value, const char *id)
 {
-	const char *p = strcasestr(value, "receiver=");
 	size_t n = strlen(id);
 
-	return p != NULL && strncasecmp(p + 9, id, n) == 0 &&
-	       (p[9 + n] == ';' || p[9 + n] == ' ' || p[9 + n] == '\0');
+	/* Any receiver= naming us, wherever it stands (comments too). */
+	for (const char *p = value; (p = strcasestr(p, "receiver=")) != NULL;
+	     p += 9)
+		if (strncasecmp(p + 9, id, n) == 0 &&
+		    (p[9 + n] == ';' || p[9 + n] == ' ' || p[9 + n] == ')' ||
+		     p[9 + n] == '\0'))
+			return true;
+	return false;
 }
 
 /* Authentication-Results (and Received-SPF): ours replace ours. */
@@ -239,11 +244,18 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 		verdict_hdr(v, HDROP_ADD, HDR_STATUS, 0, val);
 	}
 	if (v->action == ACT_TAG && c->tag_subject[0] != '\0') {
+		struct buf b = {0};
+
+		/* The raw value keeps the folds and encoded words whole. */
 		subj = msg_header(m, "Subject");
-		snprintf(val, sizeof(val), "%s %s", c->tag_subject,
-			 subj ? subj->value : "");
+		buf_printf(&b, "%s%s%s", c->tag_subject,
+			   subj && subj->raw[0] != ' ' && subj->raw[0] != '\t'
+			       ? " "
+			       : "",
+			   subj ? subj->raw : "");
 		verdict_hdr(v, subj ? HDROP_CHANGE : HDROP_ADD, "Subject", 1,
-			    val);
+			    b.data);
+		buf_free(&b);
 	}
 }
 

@@ -192,7 +192,7 @@ util_safe_header(char *dst, size_t dstlen, const char *src)
 		if (ch == '\n' && (p[1] == ' ' || p[1] == '\t') && o > 0 &&
 		    dst[o - 1] != '\n')
 			dst[o++] = '\n';
-		else if (ch == '\t' && o > 0 && dst[o - 1] == '\n')
+		else if (ch == '\t')
 			dst[o++] = '\t';
 		else if (ch < 0x20 || ch == 0x7f)
 			dst[o++] = '?';

@@ -3,6 +3,7 @@
  * strongest one wins (see enum action). Replies are kept SMTP-safe here,
  * once, whatever a check put in them.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -48,13 +49,22 @@ verdict_set(struct verdict *v, enum action a, const char *reason)
 
 void
 verdict_propose(struct verdict *v, enum action a, const char *reason,
-		const char *rcode, const char *xcode, const char *text)
+		const char *detail, const char *text)
 {
+	char xcode[16];
+
 	if (a <= v->action)
 		return;
 	verdict_set(v, a, reason);
-	if (a == ACT_REJECT || a == ACT_TEMPFAIL)
-		verdict_reply(v, rcode, xcode, text);
+
+	/* The reply's class follows the action that won, never the check. */
+	if (a == ACT_REJECT) {
+		snprintf(xcode, sizeof(xcode), "5.%s", detail);
+		verdict_reply(v, "550", xcode, text);
+	} else if (a == ACT_TEMPFAIL) {
+		snprintf(xcode, sizeof(xcode), "4.%s", detail);
+		verdict_reply(v, "451", xcode, text);
+	}
 }
 
 void
@@ -75,7 +85,7 @@ verdict_hdr(struct verdict *v, enum hdrop_kind kind, const char *name,
 	    int index, const char *value)
 {
 	struct hdrop *op;
-	char safe[2048];
+	size_t len;
 
 	v->ops = xrealloc(v->ops, (v->nops + 1) * sizeof(*v->ops));
 	op = &v->ops[v->nops++];
@@ -84,8 +94,10 @@ verdict_hdr(struct verdict *v, enum hdrop_kind kind, const char *name,
 	op->index = index;
 	op->value = NULL;
 	if (value != NULL) {
-		util_safe_header(safe, sizeof(safe), value);
-		op->value = xstrdup(safe);
+		/* Made safe, never cut: a cut header could lose its end. */
+		len = strlen(value) + 1;
+		op->value = xmalloc(len);
+		util_safe_header(op->value, len, value);
 	}
 }
 

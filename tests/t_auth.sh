@@ -130,6 +130,16 @@ is "$(field "$j" verdict)" reject "under the strictest policy (reject)"
 msg "alice@example.com" "From: mallory@example.org" | sign >"$WORK/twoh.eml"
 j=$(scan "$WORK/twoh.eml" --from alice@example.com)
 is "$(field "$j" dmarc.result)" fail "two From headers: dmarc=fail"
+# An address without a usable domain beside the spoofed one is no way
+# around the policy: the first address is what mail clients show.
+msg "ceo@example.com" "From: x" >"$WORK/badfrom1.eml"
+j=$(scan "$WORK/badfrom1.eml" --ip 198.51.100.7 --from a@example.net)
+is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/reject \
+	"a second From without a domain: fail under example.com's reject"
+msg "ceo@example.com, x@[192.0.2.1]" >"$WORK/badfrom2.eml"
+j=$(scan "$WORK/badfrom2.eml" --ip 198.51.100.7 --from a@example.net)
+is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/reject \
+	"an address literal beside it: fail under example.com's reject"
 printf 'To: bob@example.net\nSubject: x\n\nbody\n' >"$WORK/nofrom.eml"
 j=$(scan "$WORK/nofrom.eml" --ip 198.51.100.7 --from a@example.net)
 is "$(field "$j" dmarc.result)" permerror "no From: permerror, not a pass"
@@ -191,6 +201,15 @@ j=$(scan "$WORK/spoof.eml" --ip 198.51.100.7 --from a@example.net \
 	--auth alice)
 is "$(field "$j" verdict)" accept "authenticated sender: not enforced"
 like "$(ar "$j")" 'auth=pass smtp\.auth=alice' "the header names the user"
+
+# The reply's class follows the configured action, not the check.
+CONF4="$WORK/e4.conf"
+cp "$CONF" "$CONF4"
+echo "OnDMARCReject tempfail" >>"$CONF4"
+j=$("$EDMSCAN" -c "$CONF4" --json --ip 198.51.100.7 --helo mx.example.net \
+	--from billing@example.net "$WORK/spoof.eml" 2>/dev/null)
+is "$(field "$j" verdict)" tempfail "OnDMARCReject tempfail: tempfail"
+like "$(field "$j" reply)" '^451 4\.7\.1 ' "with a 451 4.7.1 reply, not a 550"
 
 # 9. Received-SPF on request, replacing one claiming to be ours.
 CONF2="$WORK/e2.conf"

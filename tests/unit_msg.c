@@ -117,6 +117,12 @@ static const char infected[] =
     "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"
     "$H+H*\r\n";
 
+static const char tagged[] =
+    "From: a@example.com\r\nSubject: =?utf-8?q?Invoice?=\r\n\t12345\r\n"
+    "\r\n"
+    "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"
+    "$H+H*\r\n";
+
 static void
 test_pipe(void)
 {
@@ -176,6 +182,18 @@ test_pipe(void)
 	op_str(&r.verdict, 1, op, sizeof(op));
 	is_str(op, "add X-Virus-Status 0 Clean", "Clean status header");
 	pipe_report_free(&r);
+
+	/* Tagging keeps the Subject's fold and encoded word whole. */
+	s->conf->on_infected = ACT_TAG;
+	msg_reset(&m);
+	msg_parse(&m, tagged, sizeof(tagged) - 1);
+	pipe_run(s, &m, &r);
+	ok(r.verdict.action == ACT_TAG, "OnInfected tag: tag");
+	op_str(&r.verdict, r.verdict.nops - 1, op, sizeof(op));
+	is_str(op, "change Subject 1 [VIRUS] =?utf-8?q?Invoice?=\n\t12345",
+	       "the tag goes before the raw Subject, fold and all");
+	pipe_report_free(&r);
+	s->conf->on_infected = ACT_REJECT;
 
 	/* Cut at the limit: not scanned whole, so OnScanError. */
 	msg_free(&m);
