@@ -10,8 +10,11 @@
 #include "util.h"
 #include "verdict.h"
 
+#define CONF_MAX_KEYS 64
+
 struct conf {
 	char *path;
+	unsigned lines[CONF_MAX_KEYS]; /* where each key was set; 0: default */
 
 	/* Daemon. */
 	char *socket;
@@ -67,6 +70,8 @@ int conf_load(const char *path, struct conf **out, struct errlist *errs);
 /* A conf with every default, for the offline scanner without -c. */
 struct conf *conf_defaults(void);
 void conf_free(struct conf *c);
+/* "file:line" of a key as set in the file, or "file" for a default. */
+void conf_where(const struct conf *c, const char *key, char *out, size_t len);
 bool conf_is_internal(const struct conf *c, const char *addr);
 /* Writes every key and its default, as documentation. */
 void conf_dump_defaults(void);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,7 @@ static const struct conf_key conf_keys[] = {
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(*conf_keys))
+_Static_assert(NKEYS <= CONF_MAX_KEYS, "raise CONF_MAX_KEYS");
 
 /* Parses a number with an optional K, M or G suffix. */
 static int
@@ -189,10 +191,15 @@ conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
 		n = strtoll(val, &end, k->type == CT_MODE ? 8 : 10);
 		if (end == val || *end != '\0' || errno != 0 || n < k->min ||
 		    n > k->max) {
-			snprintf(err, errlen, "expected %s from %lld to %lld",
-				 k->type == CT_MODE ? "an octal mode"
-						    : "a number",
-				 k->min, k->max);
+			if (k->type == CT_MODE)
+				snprintf(err, errlen,
+					 "expected an octal mode from 0 to "
+					 "0%llo",
+					 k->max);
+			else
+				snprintf(err, errlen,
+					 "expected a number from %lld to %lld",
+					 k->min, k->max);
 			return -1;
 		}
 		*(long *)p = (long)n;
@@ -286,6 +293,77 @@ conf_split(char *line, char **key, char **val)
 	*val = p;
 }
 
+void
+conf_where(const struct conf *c, const char *key, char *out, size_t len)
+{
+	const struct conf_key *k = conf_find(key);
+	unsigned line = k ? c->lines[k - conf_keys] : 0;
+
+	if (line)
+		snprintf(out, len, "%s:%u", c->path, line);
+	else
+		snprintf(out, len, "%s", c->path);
+}
+
+/* Is s "host" or "host@port" with a numeric address and a port? */
+static bool
+conf_addr_port(const char *s)
+{
+	char host[64], *at, *end;
+	uint8_t a[16];
+	long port;
+
+	if (strlen(s) >= sizeof(host))
+		return false;
+	strcpy(host, s);
+	if ((at = strchr(host, '@')) != NULL) {
+		*at++ = '\0';
+		port = strtol(at, &end, 10);
+		if (*at == '\0' || *end != '\0' || port < 1 || port > 65535)
+			return false;
+	}
+	return util_addr_parse(host, a) == 0;
+}
+
+/* The socket's port and path, the forwarders and the authserv-id. */
+static void
+conf_validate(const struct conf *c, struct errlist *errs)
+{
+	char where[300], *copy, *tok, *save = NULL, *end;
+	const char *s = c->socket;
+	long port;
+
+	conf_where(c, "Socket", where, sizeof(where));
+	if (strncmp(s, "inet:", 5) == 0 || strncmp(s, "inet6:", 6) == 0) {
+		port = strtol(strchr(s, ':') + 1, &end, 10);
+		if (port < 1 || port > 65535 || (*end != '@' && *end != '\0'))
+			errlist_add(errs, "%s: Socket: bad port in \"%s\"",
+				    where, s);
+	} else if (strchr(s, ':')[1] != '/') {
+		errlist_add(errs,
+			    "%s: Socket: a unix socket needs an absolute "
+			    "path: \"%s\"",
+			    where, s);
+	}
+	conf_where(c, "Nameservers", where, sizeof(where));
+	copy = xstrdup(c->nameservers);
+	for (tok = strtok_r(copy, " ,\t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " ,\t", &save))
+		if (!conf_addr_port(tok))
+			errlist_add(errs,
+				    "%s: Nameservers: \"%s\" is not an "
+				    "address with an optional @port",
+				    where, tok);
+	free(copy);
+	conf_where(c, "AuthservID", where, sizeof(where));
+	if (c->authserv_id[strcspn(c->authserv_id, " \t\"()<>,;:\\/[]?=")] !=
+	    '\0')
+		errlist_add(errs,
+			    "%s: AuthservID: \"%s\" is not a token (no "
+			    "spaces, quotes or separators)",
+			    where, c->authserv_id);
+}
+
 int
 conf_load(const char *path, struct conf **out, struct errlist *errs)
 {
@@ -294,7 +372,6 @@ conf_load(const char *path, struct conf **out, struct errlist *errs)
 	char *line = NULL, *key, *val, err[256];
 	size_t cap = 0, before = errs->n;
 	unsigned lineno = 0;
-	unsigned char seen[NKEYS] = {0};
 
 	*out = NULL;
 	if ((fp = fopen(path, "r")) == NULL) {
@@ -321,17 +398,23 @@ conf_load(const char *path, struct conf **out, struct errlist *errs)
 				    lineno, k->name);
 			continue;
 		}
-		if (seen[k - conf_keys]++)
-			errlist_add(errs, "%s:%u: %s: given twice", path,
-				    lineno, k->name);
+		if (c->lines[k - conf_keys] != 0)
+			errlist_add(errs,
+				    "%s:%u: %s: given twice (first on line "
+				    "%u)",
+				    path, lineno, k->name,
+				    c->lines[k - conf_keys]);
 		else if (conf_set(c, k, val, err, sizeof(err)) < 0)
 			errlist_add(errs, "%s:%u: %s: bad value \"%s\": %s",
 				    path, lineno, k->name, val, err);
+		if (c->lines[k - conf_keys] == 0)
+			c->lines[k - conf_keys] = lineno;
 	}
 	if (ferror(fp))
 		errlist_add(errs, "%s: read error: %s", path, strerror(errno));
 	free(line);
 	fclose(fp);
+	conf_validate(c, errs);
 	if (errs->n > before) {
 		conf_free(c);
 		return -1;

@@ -9,7 +9,6 @@
  *
  * Logs nothing: the pipeline logs the result with the queue id.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,18 +19,11 @@
 #include <opendmarc/dmarc.h>
 
 #include "dmarc.h"
+#include "mime.h"
 #include "util.h"
 
 /* In libopendmarc, not in its header: the organisational domain. */
 int opendmarc_get_tld(u_char *domain, u_char *tld, size_t tld_len);
-
-static pthread_once_t dmarc_gmime_once = PTHREAD_ONCE_INIT;
-
-static void
-dmarc_gmime_init(void)
-{
-	g_mime_init();
-}
 
 int
 dmarc_global_init(const char *psl, char *err, size_t errlen)
@@ -39,7 +31,7 @@ dmarc_global_init(const char *psl, char *err, size_t errlen)
 	static OPENDMARC_LIB_T lib;
 	FILE *fp;
 
-	pthread_once(&dmarc_gmime_once, dmarc_gmime_init);
+	mime_init();
 	if ((fp = fopen(psl, "r")) == NULL) {
 		snprintf(err, errlen, "%s: cannot read the public suffix list",
 			 psl);
@@ -118,7 +110,7 @@ dmarc_from_domains(const struct msg *m, char out[][256], size_t max,
 	size_t n = 0;
 
 	*unusable = false;
-	pthread_once(&dmarc_gmime_once, dmarc_gmime_init);
+	mime_init();
 	for (size_t i = 0; i < m->nhdrs; i++) {
 		InternetAddressList *l;
 

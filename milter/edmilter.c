@@ -49,6 +49,39 @@ edm_print_errors(const struct errlist *errs)
 		fprintf(stderr, "%s\n", errs->lines[i]);
 }
 
+/*
+ * What only the running daemon would find out: the user to become, the
+ * database and the public suffix list on disk.
+ */
+static void
+edm_check_system(const struct conf *c, struct errlist *errs)
+{
+	char where[300];
+	struct stat st;
+
+	conf_where(c, "UserID", where, sizeof(where));
+	if (c->user[0] != '\0' && getpwnam(c->user) == NULL)
+		errlist_add(errs, "%s: UserID: no such user \"%s\"", where,
+			    c->user);
+	if (c->user[0] == '\0' && getuid() == 0 && !c->allow_root)
+		errlist_add(errs,
+			    "%s: running as root: set UserID (or "
+			    "AllowRoot yes)",
+			    c->path);
+	conf_where(c, "ClamAVDatabase", where, sizeof(where));
+	if (stat(c->clamav_db, &st) < 0)
+		errlist_add(errs, "%s: ClamAVDatabase: %s: %s", where,
+			    c->clamav_db, strerror(errno));
+	conf_where(c, "PublicSuffixList", where, sizeof(where));
+	if (c->auth_checks && access(c->public_suffix_list, R_OK) < 0)
+		errlist_add(errs, "%s: PublicSuffixList: %s: %s", where,
+			    c->public_suffix_list, strerror(errno));
+	conf_where(c, "RulesPath", where, sizeof(where));
+	if (c->rules_path[0] != '\0' && access(c->rules_path, R_OK) < 0)
+		errlist_add(errs, "%s: RulesPath: %s: %s", where, c->rules_path,
+			    strerror(errno));
+}
+
 /* -n: every error as file:line: message, or "configuration OK". */
 static int
 edm_check(const char *path)
@@ -56,13 +89,16 @@ edm_check(const char *path)
 	struct errlist errs = {0};
 	struct conf *c;
 
-	if (conf_load(path, &c, &errs) < 0) {
+	if (conf_load(path, &c, &errs) == 0) {
+		edm_check_system(c, &errs);
+		conf_free(c);
+	}
+	if (errs.n > 0) {
 		edm_print_errors(&errs);
 		errlist_free(&errs);
 		return 1;
 	}
 	/* XXX the rules language is not there yet: RulesPath is only kept. */
-	conf_free(c);
 	printf("configuration OK\n");
 	return 0;
 }
@@ -96,6 +132,16 @@ edm_socket_perms(const struct conf *c)
 		return -1;
 	}
 	return 0;
+}
+
+/* A unix socket's file goes with the daemon (if it still may). */
+static void
+edm_socket_unlink(const struct conf *c)
+{
+	if (strncmp(c->socket, "unix:", 5) == 0)
+		unlink(c->socket + 5);
+	else if (strncmp(c->socket, "local:", 6) == 0)
+		unlink(c->socket + 6);
 }
 
 static int
@@ -298,6 +344,7 @@ main(int argc, char **argv)
 			mlfi_in_flight());
 	if (c->pidfile[0] != '\0')
 		unlink(c->pidfile);
+	edm_socket_unlink(c);
 	/* The engine dies with its last user, its temporary folder with it. */
 	snap_install(NULL);
 	log_msg(LOG_INFO, "stopped");

@@ -88,7 +88,8 @@ h=$(ar "$j")
 like "$h" '^mx\.test;' "A-R starts with our authserv-id"
 like "$h" 'spf=pass .*smtp\.mailfrom=alice@example\.com smtp\.helo=mail\.example\.com' \
 	"A-R spf entry with smtp.mailfrom and smtp.helo"
-like "$h" 'dkim=pass \(2048-bit key\) header\.d=example\.com header\.s=sel header\.a=rsa-sha256 header\.b=[A-Za-z0-9+/]{8}' \
+# header.b is a token, or a quoted string when b= has a '/' (RFC 2045).
+like "$h" 'dkim=pass \(2048-bit key\) header\.d=example\.com header\.s=sel header\.a=rsa-sha256 header\.b=([A-Za-z0-9+]{8}|"[A-Za-z0-9+/]{8}")(;|$)' \
 	"A-R dkim entry with key size, d, s, a and b"
 like "$h" 'dmarc=pass \(p=reject .*header\.from=example\.com policy\.dmarc=reject' \
 	"A-R dmarc entry with header.from and policy.dmarc"

@@ -114,20 +114,44 @@ main(void)
 	       "quarantine, discard, reject or tempfail|"
 	       ":4: ClamAVMaxRecursion: bad value \"1000\": expected a number "
 	       "from 1 to 100|"
-	       ":5: Socket: given twice|"
+	       ":5: Socket: given twice (first on line 1)|"
 	       ":6: ClamAVMaxFileSize: bad value \"12Q\": expected a size (K, "
 	       "M, G) from 1024 to 4294967295 bytes|"
 	       ":7: Syslog: bad value \"perhaps\": expected yes or no|"
 	       ":8: UserID: missing value|"
 	       ":9: InternalHosts: bad value \"10.0.0.0/33\": bad address "
 	       "range \"10.0.0.0/33\"|"
-	       ":10: Socket: given twice",
+	       ":10: Socket: given twice (first on line 1)",
 	       "each error names its line");
 
 	ok(load("Socket tcp:25\n", &c, errs, sizeof(errs)) == -1,
 	   "bad socket fails");
 	ok(strstr(errs, ":1: Socket: bad value \"tcp:25\"") != NULL,
 	   "bad socket error (%s)", errs);
+
+	/* Values that parse but cannot work. */
+	ok(load("Socket inet:99999@127.0.0.1\nNameservers 192.0.2.1@53, x\n"
+		"AuthservID mx;x\n",
+		&c, errs, sizeof(errs)) == -1,
+	   "unusable values fail");
+	is_str(errs,
+	       ":1: Socket: bad port in \"inet:99999@127.0.0.1\"|"
+	       ":2: Nameservers: \"x\" is not an address with an optional "
+	       "@port|"
+	       ":3: AuthservID: \"mx;x\" is not a token (no spaces, quotes or "
+	       "separators)",
+	       "each names its line");
+	ok(load("Socket unix:run/e.sock\n", &c, errs, sizeof(errs)) == -1 &&
+	       strstr(errs, ":1: Socket: a unix socket needs an absolute "
+			    "path") != NULL,
+	   "a relative unix socket path fails (%s)", errs);
+	ok(load("Nameservers 127.0.0.1@5353 ::1\nSocket inet6:25@::1\n", &c,
+		errs, sizeof(errs)) == 0,
+	   "forwarders with and without a port, inet6 socket (%s)", errs);
+	conf_free(c);
+	ok(load("Syslog no\n\nSyslog yes\n", &c, errs, sizeof(errs)) == -1 &&
+	       strcmp(errs, ":3: Syslog: given twice (first on line 1)") == 0,
+	   "a duplicate names the first line (%s)", errs);
 
 	{
 		struct errlist e = {0};
