@@ -23,6 +23,7 @@ struct conf {
 	char *user;
 	bool allow_root;
 	char *pidfile;
+	long milter_timeout;
 	bool syslog;
 	int syslog_facility;
 	bool log_debug;
@@ -56,8 +57,15 @@ struct conf {
 	enum action on_dmarc_quarantine;
 	enum action on_auth_temp_error;
 
-	/* Rules. */
+	/* Rules and scores. */
 	char *rules_path;
+	double score_tag;
+	double score_quarantine;
+	double score_reject;
+	char *spam_tag_subject;
+	long mime_max_depth;
+	long mime_max_parts;
+	long long mime_max_decoded;
 	struct cidr *internal;
 	size_t ninternal;
 };
@@ -70,6 +78,8 @@ int conf_load(const char *path, struct conf **out, struct errlist *errs);
 /* A conf with every default, for the offline scanner without -c. */
 struct conf *conf_defaults(void);
 void conf_free(struct conf *c);
+/* Was any key set in the file (not all defaults)? */
+bool conf_any_set(const struct conf *c);
 /* "file:line" of a key as set in the file, or "file" for a default. */
 void conf_where(const struct conf *c, const char *key, char *out, size_t len);
 bool conf_is_internal(const struct conf *c, const char *addr);

@@ -27,7 +27,8 @@ enum dmarc_disposition {
 	DMARCD_REJECT,
 };
 
-#define DMARC_MAX_FROM 8
+/* From domains evaluated; a message with more fails under p=reject. */
+#define DMARC_MAX_FROM 32
 
 struct dmarc_check {
 	enum dmarc_result result;
@@ -43,8 +44,10 @@ int dmarc_global_init(const char *psl, char *err, size_t errlen);
 
 /*
  * The domains of every address of every From header, lower case, each
- * once (at most max); *unusable tells whether some From header or address
- * had no usable domain. Returns how many domains.
+ * once (at most max; max + 1 when there were more); *unusable tells
+ * whether some From header or address could not be parsed as a client
+ * shows it (its "@domain" parts are then taken anyway). Returns how many
+ * domains.
  */
 int dmarc_from_domains(const struct msg *m, char out[][256], size_t max,
 		       bool *unusable);

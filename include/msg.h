@@ -40,8 +40,8 @@ struct msg {
 	size_t nhdrs;
 
 	/*
-	 * The whole message as it will be scanned. It begins with an mbox
-	 * "From " line (libclamav recognises mail by such magic) that is
+	 * The whole message as it will be scanned. It begins with a Received
+	 * header of ours (libclamav recognises mail by such magic) that is
 	 * raw_start bytes long; the message proper follows.
 	 */
 	struct buf raw;

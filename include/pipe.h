@@ -9,7 +9,9 @@
 #include "av.h"
 #include "dkimv.h"
 #include "dmarc.h"
+#include "mime.h"
 #include "msg.h"
+#include "rules.h"
 #include "snap.h"
 #include "spf.h"
 #include "verdict.h"
@@ -28,12 +30,49 @@ struct pipe_report {
 	struct buf authres; /* the Authentication-Results value */
 	unsigned auth_ms;
 
+	/* Rules: the decoded message and the outcome of every stage. */
+	bool rules_on;
+	struct mime_result mime;
+	struct rules_outcome rules;
+	const char *rules_stage; /* where a decisive rule was decided */
+	unsigned rules_ms;
+
 	struct verdict verdict;
+	const char *subject_tag; /* the tag the verdict puts on the Subject */
 	unsigned ms;
 };
 
-/* Runs every check on m under snapshot s and decides. */
-void pipe_run(const struct snap *s, struct msg *m, struct pipe_report *r);
+/*
+ * The rules' state of one SMTP session, kept by the milter front end:
+ * what CONNECT and HELO decided for the connection, and what MAIL and
+ * RCPT decided for the message under way.
+ */
+struct pipe_session {
+	struct rules_outcome conn;
+	struct rules_outcome msg;
+};
+
+void pipe_session_free(struct pipe_session *ps);
+/* At MAIL: the message starts from what the connection decided. */
+void pipe_session_mail(struct pipe_session *ps);
+
+/*
+ * The rules of one SMTP stage before end of DATA, for the milter front
+ * end. At RCPT, rcpt is the recipient being added and nothing persists
+ * but a refusal of that recipient. Returns what to answer now: ACT_ACCEPT
+ * to go on, ACT_REJECT or ACT_TEMPFAIL (reply in v), or ACT_DISCARD.
+ */
+enum action pipe_early(const struct snap *s, const struct msg *m,
+		       struct pipe_session *ps, enum rules_stage stage,
+		       const char *rcpt, struct verdict *v);
+
+/*
+ * Runs every check on m under snapshot s and decides. ps holds what the
+ * rules decided before end of DATA; NULL (the offline scanner) runs the
+ * rules of every stage here.
+ */
+void pipe_run(const struct snap *s, struct msg *m, struct pipe_session *ps,
+	      struct pipe_report *r);
 void pipe_report_free(struct pipe_report *r);
 /* The one summary line of a message, at info level. */
 void pipe_log(const struct msg *m, const struct pipe_report *r);

@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "dkimv.h"
 #include "dns.h"
+#include "rules.h"
 #include "spf.h"
 
 struct snap {
@@ -19,6 +20,7 @@ struct snap {
 	struct dns *dns;      /* the resolver; NULL with AuthChecks no */
 	struct spf *spf;
 	struct dkimv *dkim;
+	struct rules *rules; /* NULL without RulesPath */
 	int refs;
 };
 

@@ -189,24 +189,29 @@ authres_skip_cfws(const char *p)
 int
 authres_id(const char *value, char *out, size_t len)
 {
-	const char *p = authres_skip_cfws(value), *e;
-	size_t n;
+	const char *p = authres_skip_cfws(value);
+	size_t n = 0;
 
 	if (*p == '"') {
-		/* A quoted authserv-id. */
-		for (e = ++p; *e && *e != '"'; e++)
-			if (*e == '\\' && e[1])
-				e++;
+		/* A quoted authserv-id, its quoted-pairs undone. */
+		for (p++; *p && *p != '"'; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			if (n + 1 >= len)
+				return -1;
+			out[n++] = *p;
+		}
 	} else {
-		for (e = p; *e && !isspace((unsigned char)*e) && *e != ';' &&
-			    *e != '(';
-		     e++)
-			;
+		for (; *p && !isspace((unsigned char)*p) && *p != ';' &&
+		       *p != '(';
+		     p++) {
+			if (n + 1 >= len)
+				return -1;
+			out[n++] = *p;
+		}
 	}
-	n = (size_t)(e - p);
-	if (n == 0 || n >= len)
+	if (n == 0)
 		return -1;
-	memcpy(out, p, n);
 	out[n] = '\0';
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <clamav.h>
@@ -19,6 +20,9 @@
 #include "av.h"
 #include "log.h"
 #include "util.h"
+
+/* Room kept free in the temporary directory beyond 4 times the message. */
+#define AV_TMP_SLACK (16ULL * 1024 * 1024)
 
 struct av_engine {
 	struct cl_engine *engine;
@@ -169,6 +173,35 @@ av_status_name(enum av_status s)
 				  : "error";
 }
 
+/*
+ * libclamav unpacks into its temporary directory, and when it cannot
+ * write there it reports the message clean: check first that the
+ * directory is there (make it again if it went) and has room for the
+ * message several times over.
+ */
+static int
+av_tmpdir_ok(struct av_engine *e, size_t len, char *err, size_t errlen)
+{
+	struct statvfs vfs;
+	unsigned long long need = (unsigned long long)len * 4 + AV_TMP_SLACK;
+
+	if (access(e->tmpdir, W_OK | X_OK) < 0 &&
+	    (errno != ENOENT || mkdir(e->tmpdir, 0700) < 0)) {
+		snprintf(err, errlen, "temporary directory %.300s: %s",
+			 e->tmpdir, strerror(errno));
+		return -1;
+	}
+	if (statvfs(e->tmpdir, &vfs) == 0 &&
+	    (unsigned long long)vfs.f_bavail * vfs.f_frsize < need) {
+		snprintf(
+		    err, errlen,
+		    "temporary directory %.300s: less than %llu bytes free",
+		    e->tmpdir, need);
+		return -1;
+	}
+	return 0;
+}
+
 void
 av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 {
@@ -184,6 +217,10 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 		r->status = AV_ERROR;
 		snprintf(r->error, sizeof(r->error),
 			 "no virus database loaded");
+		return;
+	}
+	if (av_tmpdir_ok(e, len, r->error, sizeof(r->error)) < 0) {
+		r->status = AV_ERROR;
 		return;
 	}
 	if ((map = cl_fmap_open_memory(p, len)) == NULL) {

@@ -28,6 +28,7 @@ enum conf_type {
 	CT_FACILITY,
 	CT_SOCKET,
 	CT_CIDRS,
+	CT_DOUBLE, /* a decimal number, min..max */
 };
 
 struct conf_key {
@@ -48,6 +49,7 @@ static const struct conf_key conf_keys[] = {
     {"UserID", CT_STRING, O(user), "", 0, 0},
     {"AllowRoot", CT_BOOL, O(allow_root), "no", 0, 0},
     {"PidFile", CT_STRING, O(pidfile), "", 0, 0},
+    {"MilterTimeout", CT_INT, O(milter_timeout), "600", 10, 86400},
     {"Syslog", CT_BOOL, O(syslog), "yes", 0, 0},
     {"SyslogFacility", CT_FACILITY, O(syslog_facility), "mail", 0, 0},
     {"LogDebug", CT_BOOL, O(log_debug), "no", 0, 0},
@@ -82,6 +84,14 @@ static const struct conf_key conf_keys[] = {
      0},
     {"OnAuthTempError", CT_ACTION, O(on_auth_temp_error), "tempfail", 0, 0},
     {"RulesPath", CT_STRING, O(rules_path), "", 0, 0},
+    {"ScoreTag", CT_DOUBLE, O(score_tag), "5", -1000, 1000000},
+    {"ScoreQuarantine", CT_DOUBLE, O(score_quarantine), "10", -1000, 1000000},
+    {"ScoreReject", CT_DOUBLE, O(score_reject), "15", -1000, 1000000},
+    {"SpamTagSubject", CT_STRING, O(spam_tag_subject), "[SPAM]", 0, 0},
+    {"MIMEMaxDepth", CT_INT, O(mime_max_depth), "30", 1, 1000},
+    {"MIMEMaxParts", CT_INT, O(mime_max_parts), "1000", 1, 100000},
+    {"MIMEMaxDecodedSize", CT_SIZE, O(mime_max_decoded), "50M", 1024,
+     4 * GiB - 1},
     {"InternalHosts", CT_CIDRS, O(internal), "127.0.0.0/8 ::1", 0, 0},
 };
 
@@ -232,6 +242,21 @@ conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
 		return 0;
 	case CT_CIDRS:
 		return conf_parse_cidrs(c, val, err, errlen);
+	case CT_DOUBLE: {
+		double d;
+
+		errno = 0;
+		d = strtod(val, &end);
+		if (end == val || *end != '\0' || errno != 0 ||
+		    d < (double)k->min || d > (double)k->max) {
+			snprintf(err, errlen,
+				 "expected a decimal number from %lld to %lld",
+				 k->min, k->max);
+			return -1;
+		}
+		*(double *)p = d;
+		return 0;
+	}
 	}
 	return -1;
 }
@@ -291,6 +316,15 @@ conf_split(char *line, char **key, char **val)
 			p++;
 	}
 	*val = p;
+}
+
+bool
+conf_any_set(const struct conf *c)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (c->lines[i] != 0)
+			return true;
+	return false;
 }
 
 void

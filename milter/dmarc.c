@@ -71,12 +71,37 @@ dmarc_add_domain(const char *addr, char out[][256], size_t max, size_t *n)
 	for (char *p = dom; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p += 'a' - 'A';
-	for (size_t i = 0; i < *n; i++)
+	for (size_t i = 0; i < *n && i < max; i++)
 		if (strcmp(out[i], dom) == 0)
 			return 0;
 	if (*n < max)
-		snprintf(out[(*n)++], 256, "%s", dom);
+		snprintf(out[*n], 256, "%s", dom);
+	if (*n <= max)
+		(*n)++;
 	return 0;
+}
+
+/*
+ * What a lenient reader would take as domains: every "@" followed by
+ * domain characters, whatever the syntax around it. Used when the header
+ * does not parse, so that a broken From cannot hide its domain.
+ */
+static void
+dmarc_scrape(const char *value, char out[][256], size_t max, size_t *n)
+{
+	char addr[300];
+
+	for (const char *p = strchr(value, '@'); p != NULL;
+	     p = strchr(p + 1, '@')) {
+		size_t k = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz"
+					 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					 "0123456789.-_");
+
+		if (k == 0 || k > 253)
+			continue;
+		snprintf(addr, sizeof(addr), "@%.*s", (int)k, p + 1);
+		dmarc_add_domain(addr, out, max, n);
+	}
 }
 
 /* Walks an address list, groups included, noting unusable addresses. */
@@ -95,9 +120,10 @@ dmarc_walk(InternetAddressList *l, char out[][256], size_t max, size_t *n,
 			    INTERNET_ADDRESS_GROUP(ia));
 			if (members != NULL)
 				dmarc_walk(members, out, max, n, unusable);
-		} else if (dmarc_add_domain(internet_address_mailbox_get_addr(
-						INTERNET_ADDRESS_MAILBOX(ia)),
-					    out, max, n) < 0) {
+		} else if (dmarc_add_domain(
+			       internet_address_mailbox_get_idn_addr(
+				   INTERNET_ADDRESS_MAILBOX(ia)),
+			       out, max, n) < 0) {
 			*unusable = true;
 		}
 	}
@@ -113,16 +139,24 @@ dmarc_from_domains(const struct msg *m, char out[][256], size_t max,
 	mime_init();
 	for (size_t i = 0; i < m->nhdrs; i++) {
 		InternetAddressList *l;
+		bool bad = false;
 
 		if (strcasecmp(m->hdrs[i].name, "From") != 0)
 			continue;
+
 		l = internet_address_list_parse(NULL, m->hdrs[i].value);
 		if (l == NULL || internet_address_list_length(l) == 0)
-			*unusable = true;
+			bad = true;
 		else
-			dmarc_walk(l, out, max, &n, unusable);
+			dmarc_walk(l, out, max, &n, &bad);
 		if (l != NULL)
 			g_object_unref(l);
+
+		/* GMime gave up somewhere: take every domain there is. */
+		if (bad) {
+			*unusable = true;
+			dmarc_scrape(m->hdrs[i].value, out, max, &n);
+		}
 	}
 	return (int)n;
 }
@@ -159,6 +193,16 @@ dmarc_lookup(struct dns *d, const char *domain, char *rec, size_t len)
 	}
 	ub_resolve_free(res);
 	return found == 1 ? 1 : 0;
+}
+
+/* Relaxed alignment: the same organisational domain. */
+static bool
+dmarc_aligns(const char *from, const char *other)
+{
+	if (other == NULL || *other == '\0')
+		return false;
+	return opendmarc_policy_check_alignment((u_char *)from, (u_char *)other,
+						DMARC_RECORD_A_RELAXED) == 0;
 }
 
 static int
@@ -276,20 +320,28 @@ dmarc_enforce(const struct msg *m, const char *domain, const char *record,
 	}
 }
 
-/* Were some results unknown for a DNS reason? Then a fail is not sure. */
+/*
+ * Were some results unknown (DNS, limits)? Then a fail is not sure, but
+ * only where the unknown result could have aligned with the From domain:
+ * a broken signature of another domain must not turn a spoof into a
+ * tempfail.
+ */
 static bool
-dmarc_unsure(const struct msg *m, const struct spf_check *spf,
+dmarc_unsure(const struct msg *m, const char *from, const struct spf_check *spf,
 	     const struct dkimv_report *dk)
 {
 	if (m->truncated)
 		return true;
-	if (spf != NULL && spf->result == SPFR_TEMPERROR)
+	if (spf != NULL && spf->result == SPFR_TEMPERROR &&
+	    dmarc_aligns(from, spf->domain))
 		return true;
-	if (dk != NULL && (dk->result == DKIMVR_TEMPERROR ||
-			   (dk->result == DKIMVR_NEUTRAL && dk->nsigs == 0)))
+	if (dk == NULL)
+		return false;
+	if (dk->result == DKIMVR_NEUTRAL && dk->nsigs == 0)
 		return true;
-	for (size_t i = 0; dk != NULL && i < dk->nsigs; i++)
-		if (dk->sigs[i].result == DKIMVR_TEMPERROR)
+	for (size_t i = 0; i < dk->nsigs; i++)
+		if (dk->sigs[i].result == DKIMVR_TEMPERROR &&
+		    dmarc_aligns(from, dk->sigs[i].domain))
 			return true;
 	return false;
 }
@@ -324,7 +376,7 @@ dmarc_one(struct dns *d, const struct msg *m, const char *domain,
 	dmarc_enforce(m, domain, record,
 		      org[0] && strcasecmp(org, domain) ? org : NULL, spf, dk,
 		      r);
-	if (r->result == DMARCR_FAIL && dmarc_unsure(m, spf, dk)) {
+	if (r->result == DMARCR_FAIL && dmarc_unsure(m, domain, spf, dk)) {
 		r->result = DMARCR_TEMPERROR;
 		snprintf(r->reason, sizeof(r->reason),
 			 "SPF or DKIM could not be checked (DNS or limits)");
@@ -349,7 +401,17 @@ dmarc_check(struct dns *d, const struct msg *m, const struct spf_check *spf,
 				  : "no From header");
 		return;
 	}
-	if (n == 1 && !unusable) {
+	if (n > DMARC_MAX_FROM) {
+		r->result = DMARCR_FAIL;
+		r->disposition = DMARCD_REJECT;
+		snprintf(r->from_domain, sizeof(r->from_domain), "%s", doms[0]);
+		snprintf(r->policy, sizeof(r->policy), "reject");
+		snprintf(r->reason, sizeof(r->reason),
+			 "more than %d From domains", DMARC_MAX_FROM);
+		return;
+	}
+	/* One domain, however badly written: the one a client shows. */
+	if (n == 1) {
 		dmarc_one(d, m, doms[0], spf, dk, r);
 		return;
 	}

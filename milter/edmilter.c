@@ -22,6 +22,7 @@
 #include "edmilter.h"
 #include "log.h"
 #include "mlfi.h"
+#include "rules.h"
 #include "snap.h"
 
 /* How long a stop waits for messages in flight. */
@@ -90,7 +91,13 @@ edm_check(const char *path)
 	struct conf *c;
 
 	if (conf_load(path, &c, &errs) == 0) {
+		struct rules *r = NULL;
+
 		edm_check_system(c, &errs);
+		if (c->rules_path[0] != '\0' &&
+		    access(c->rules_path, R_OK) == 0 &&
+		    rules_load(c->rules_path, &r, &errs) == 0)
+			rules_free(r);
 		conf_free(c);
 	}
 	if (errs.n > 0) {
@@ -98,7 +105,6 @@ edm_check(const char *path)
 		errlist_free(&errs);
 		return 1;
 	}
-	/* XXX the rules language is not there yet: RulesPath is only kept. */
 	printf("configuration OK\n");
 	return 0;
 }
@@ -212,11 +218,21 @@ edm_write_pid(const char *path)
 static void
 edm_reload(void)
 {
-	struct snap *cur = snap_get(), *s;
+	struct snap *cur = snap_get(), *s = NULL;
 	struct errlist errs = {0};
 
 	log_msg(LOG_INFO, "reloading %s", edm_conf_path);
-	if (snap_build(edm_conf_path, cur ? cur->av : NULL, &s, &errs) < 0) {
+	if (snap_build(edm_conf_path, cur ? cur->av : NULL, &s, &errs) == 0 &&
+	    !conf_any_set(s->conf)) {
+		/* An empty file is more likely cut short than meant. */
+		errlist_add(&errs,
+			    "%s: no key set: an empty configuration is "
+			    "not taken at reload",
+			    edm_conf_path);
+		snap_put(s);
+		s = NULL;
+	}
+	if (s == NULL) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_msg(LOG_ERR, "%s", errs.lines[i]);
 		log_msg(LOG_ERR, "reload failed: keeping the running "
@@ -289,7 +305,7 @@ main(int argc, char **argv)
 		log_set_level(LOG_DEBUG);
 	if (av_global_init(err, sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "%s", err);
-		return 1;
+		goto fail;
 	}
 
 	/* The socket is opened while still privileged. */
@@ -298,17 +314,18 @@ main(int argc, char **argv)
 	    smfi_opensocket(1) != MI_SUCCESS) {
 		log_msg(LOG_ERR, "%s: cannot open the milter socket",
 			c->socket);
-		return 1;
+		goto fail;
 	}
+	smfi_settimeout((int)c->milter_timeout);
 	if (edm_socket_perms(c) < 0)
-		return 1;
+		goto fail;
 	if (!foreground && edm_daemonize() < 0) {
 		log_msg(LOG_ERR, "cannot become a daemon: %s", strerror(errno));
-		return 1;
+		goto fail;
 	}
 	edm_write_pid(c->pidfile);
 	if (edm_drop_privileges(c) < 0)
-		return 1;
+		goto fail;
 
 	/* Threads inherit this mask: only the waiting threads take these. */
 	sigemptyset(&set);
@@ -321,7 +338,7 @@ main(int argc, char **argv)
 	if (snap_build(edm_conf_path, NULL, &s, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_msg(LOG_ERR, "%s", errs.lines[i]);
-		return 1;
+		goto fail;
 	}
 	if (s->av == NULL)
 		log_msg(LOG_ERR, "%s; every message gets OnScanError (%s)",
@@ -329,7 +346,7 @@ main(int argc, char **argv)
 	snap_install(s);
 	if (pthread_create(&tid, NULL, edm_signal_thread, NULL) != 0) {
 		log_msg(LOG_ERR, "cannot start the signal thread");
-		return 1;
+		goto fail;
 	}
 	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures", EDM_NAME,
 		EDM_VERSION, c->socket, av_signatures(s->av));
@@ -350,4 +367,8 @@ main(int argc, char **argv)
 	log_msg(LOG_INFO, "stopped");
 	conf_free(c);
 	return rc == MI_SUCCESS ? 0 : 1;
+fail:
+	errlist_free(&errs);
+	conf_free(c);
+	return 1;
 }

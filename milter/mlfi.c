@@ -22,7 +22,8 @@
 struct mlfi_conn {
 	struct snap *snap; /* the snapshot this connection started with */
 	struct msg msg;
-	unsigned long proto; /* protocol flags agreed with the MTA */
+	struct pipe_session ps; /* what the rules decided so far */
+	unsigned long proto;	/* protocol flags agreed with the MTA */
 	bool in_msg;
 };
 
@@ -35,6 +36,53 @@ struct mlfi_conn {
 #define MLFI_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
 
 static atomic_int mlfi_messages;
+
+static sfsistat mlfi_cont(const struct mlfi_conn *c, unsigned long nr);
+
+/* The protocol flags: no reply where no rule may answer early. */
+static unsigned long
+mlfi_proto(const struct snap *s)
+{
+	static const unsigned long nr[] = {SMFIP_NR_CONN, SMFIP_NR_HELO,
+					   SMFIP_NR_MAIL, SMFIP_NR_RCPT};
+	unsigned long p = MLFI_PROTO;
+
+	if (s->rules == NULL)
+		return p;
+	for (int st = rules_earliest_needed(s->rules); st <= RULES_RCPT; st++)
+		p &= ~nr[st];
+	return p;
+}
+
+/*
+ * Answers a stage as the rules asked: a refusal now (logged, as the
+ * message's only line), or go on.
+ */
+static sfsistat
+mlfi_answer(SMFICTX *ctx, struct mlfi_conn *c, enum action a,
+	    const struct verdict *v, const char *stage, unsigned long nr)
+{
+	if (a == ACT_ACCEPT)
+		return mlfi_cont(c, nr);
+	if (c->proto & nr) {
+		/* No reply agreed here: the end of DATA will refuse it. */
+		log_qid(LOG_WARNING, c->msg.qid,
+			"rules: %s decided at %s where no reply was agreed",
+			v->reason, stage);
+		return SMFIS_NOREPLY;
+	}
+	log_qid(LOG_INFO, c->msg.qid,
+		"client=%s stage=%s verdict=%s reason=\"%s\"",
+		c->msg.client_addr[0] ? c->msg.client_addr : "unknown", stage,
+		verdict_action_name(a), v->reason);
+	if (a == ACT_DISCARD)
+		return SMFIS_DISCARD;
+	if (v->rcode[0] != '\0' &&
+	    smfi_setreply(ctx, (char *)v->rcode, (char *)v->xcode,
+			  (char *)v->text) != MI_SUCCESS)
+		log_qid(LOG_WARNING, c->msg.qid, "reply refused by libmilter");
+	return a == ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+}
 
 int
 mlfi_in_flight(void)
@@ -98,7 +146,7 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 			"(actions 0x%lx): headers will not be added",
 			f0);
 	*pf0 = f0 & (MLFI_ACTIONS | SMFIF_SETSYMLIST);
-	*pf1 = c->proto = f1 & MLFI_PROTO;
+	*pf1 = c->proto = f1 & mlfi_proto(c->snap);
 	*pf2 = *pf3 = 0;
 
 	/* Ask for the macros we use, and "i" wherever it may be set. */
@@ -115,6 +163,9 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 static sfsistat
 mlfi_connect(SMFICTX *ctx, char *name, _SOCK_ADDR *sa)
 {
+	struct verdict vd = {0};
+	enum action a;
+	sfsistat rc;
 	struct mlfi_conn *c = mlfi_get(ctx);
 	char addr[INET6_ADDRSTRLEN] = "";
 	const char *j;
@@ -130,18 +181,27 @@ mlfi_connect(SMFICTX *ctx, char *name, _SOCK_ADDR *sa)
 	msg_set_client(&c->msg, addr, name);
 	if ((j = smfi_getsymval(ctx, "j")) != NULL)
 		msg_set_macro(&c->msg, "j", j);
-	return mlfi_cont(c, SMFIP_NR_CONN);
+	a = pipe_early(c->snap, &c->msg, &c->ps, RULES_CONNECT, NULL, &vd);
+	rc = mlfi_answer(ctx, c, a, &vd, "CONNECT", SMFIP_NR_CONN);
+	verdict_free(&vd);
+	return rc;
 }
 
 static sfsistat
 mlfi_helo(SMFICTX *ctx, char *helo)
 {
+	struct verdict vd = {0};
+	enum action a;
+	sfsistat rc;
 	struct mlfi_conn *c = mlfi_get(ctx);
 
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
 	msg_set_helo(&c->msg, helo);
-	return mlfi_cont(c, SMFIP_NR_HELO);
+	a = pipe_early(c->snap, &c->msg, &c->ps, RULES_HELO, NULL, &vd);
+	rc = mlfi_answer(ctx, c, a, &vd, "HELO", SMFIP_NR_HELO);
+	verdict_free(&vd);
+	return rc;
 }
 
 static void
@@ -157,6 +217,9 @@ mlfi_macros(SMFICTX *ctx, struct mlfi_conn *c, const char *const *names)
 static sfsistat
 mlfi_envfrom(SMFICTX *ctx, char **argv)
 {
+	struct verdict vd = {0};
+	enum action a;
+	sfsistat rc;
 	static const char *const names[] = {"{auth_authen}", "{auth_type}",
 					    NULL};
 	struct mlfi_conn *c = mlfi_get(ctx);
@@ -171,18 +234,32 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 	mlfi_macros(ctx, c, names);
 	if ((v = smfi_getsymval(ctx, "{auth_authen}")) != NULL && *v)
 		c->msg.auth = xstrdup(v);
-	return mlfi_cont(c, SMFIP_NR_MAIL);
+	pipe_session_mail(&c->ps);
+	a = pipe_early(c->snap, &c->msg, &c->ps, RULES_MAIL, NULL, &vd);
+	rc = mlfi_answer(ctx, c, a, &vd, "MAIL", SMFIP_NR_MAIL);
+	verdict_free(&vd);
+	return rc;
 }
 
 static sfsistat
 mlfi_envrcpt(SMFICTX *ctx, char **argv)
 {
+	struct verdict vd = {0};
+	enum action a;
+	sfsistat rc;
 	struct mlfi_conn *c = mlfi_get(ctx);
 
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
+	/* A recipient the rules refuse is not the message's. */
 	msg_add_rcpt(&c->msg, argv[0]);
-	return mlfi_cont(c, SMFIP_NR_RCPT);
+	a = pipe_early(c->snap, &c->msg, &c->ps, RULES_RCPT,
+		       c->msg.rcpts[c->msg.nrcpts - 1], &vd);
+	if (a != ACT_ACCEPT)
+		free(c->msg.rcpts[--c->msg.nrcpts]);
+	rc = mlfi_answer(ctx, c, a, &vd, "RCPT", SMFIP_NR_RCPT);
+	verdict_free(&vd);
+	return rc;
 }
 
 static sfsistat
@@ -280,7 +357,7 @@ mlfi_eom(SMFICTX *ctx)
 	if ((qid = smfi_getsymval(ctx, "i")) != NULL)
 		snprintf(c->msg.qid, sizeof(c->msg.qid), "%s", qid);
 	msg_end_headers(&c->msg);
-	pipe_run(c->snap, &c->msg, &r);
+	pipe_run(c->snap, &c->msg, &c->ps, &r);
 
 	if (r.verdict.action == ACT_QUARANTINE &&
 	    smfi_quarantine(ctx, r.verdict.reason) != MI_SUCCESS) {
@@ -343,6 +420,7 @@ mlfi_close(SMFICTX *ctx)
 		return SMFIS_CONTINUE;
 	mlfi_end_message(c);
 	msg_free(&c->msg);
+	pipe_session_free(&c->ps);
 	snap_put(c->snap);
 	free(c);
 	smfi_setpriv(ctx, NULL);

@@ -11,12 +11,20 @@
 
 #include "msg.h"
 
+/* What is kept of each header once the message is over its limit. */
+#define MSG_CUT_HEADER 1024
+
 /* Buffers larger than this are freed between messages. */
 #define MSG_KEEP_BUFFER (1024 * 1024)
 
-/* libclamav recognises a message by magic; an mbox line is the surest. */
-static const char msg_mbox_line[] =
-    "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\n";
+/*
+ * libclamav recognises a message by its first bytes: a message whose first
+ * header is unusual would not be seen as mail. A Received header first
+ * makes every message mail. (An mbox "From " line would too, but then a
+ * body line starting with "From " would split the message in two and hide
+ * what follows it.)
+ */
+static const char msg_scan_prefix[] = "Received: from edmilter\r\n";
 
 void
 msg_init(struct msg *m, size_t limit)
@@ -60,7 +68,8 @@ msg_reset(struct msg *m)
 	if (m->raw.cap > MSG_KEEP_BUFFER)
 		buf_free(&m->raw);
 	buf_reset(&m->raw);
-	if (buf_append(&m->raw, msg_mbox_line, sizeof(msg_mbox_line) - 1) < 0)
+	if (buf_append(&m->raw, msg_scan_prefix, sizeof(msg_scan_prefix) - 1) <
+	    0)
 		m->failed = xstrdup("out of memory");
 	m->raw_start = m->raw.len;
 	m->body_start = 0;
@@ -213,10 +222,19 @@ msg_add_header(struct msg *m, const char *name, const char *raw)
 {
 	struct msg_hdr *h;
 
+	/*
+	 * Past the size limit the message is not scanned whole anyway;
+	 * headers are still listed (a forged one must still be found and
+	 * removed) but only their beginnings are kept.
+	 */
+	if (raw == NULL)
+		raw = "";
 	m->hdrs = xrealloc(m->hdrs, (m->nhdrs + 1) * sizeof(*m->hdrs));
 	h = &m->hdrs[m->nhdrs++];
 	h->name = xstrdup(name);
-	h->raw = xstrdup(raw ? raw : "");
+	h->raw = xstrndup(raw, m->truncated && strlen(raw) > MSG_CUT_HEADER
+				   ? MSG_CUT_HEADER
+				   : strlen(raw));
 	h->value = msg_unfold(h->raw);
 
 	msg_keep(m, name, strlen(name));
@@ -281,10 +299,11 @@ msg_parse(struct msg *m, const char *data, size_t len)
 {
 	const char *p = data, *end = data + len;
 	struct buf name = {0}, raw = {0};
-	size_t n, eol;
+	size_t n, nl, eol;
 
 	/* An mbox "From " line is not a header. */
-	if (len > 5 && memcmp(p, "From ", 5) == 0) {
+	if (len > 6 && memcmp(p, "From ", 5) == 0 && p[5] != ' ' &&
+	    p[5] != ':') {
 		n = msg_line(p, end, &eol);
 		p += n + eol;
 	}
@@ -297,12 +316,18 @@ msg_parse(struct msg *m, const char *data, size_t len)
 			break;
 		}
 		colon = memchr(p, ':', n);
-		if (colon == NULL || colon == p ||
-		    memchr(p, ' ', (size_t)(colon - p)) != NULL || *p == ' ' ||
-		    *p == '\t')
+		if (colon == NULL || colon == p || *p == ' ' || *p == '\t')
 			break; /* not a header: the body starts here */
+
+		/* "Name :" is a header to Postfix too, which drops the space.
+		 */
+		nl = (size_t)(colon - p);
+		while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
+			nl--;
+		if (memchr(p, ' ', nl) != NULL || memchr(p, '\t', nl) != NULL)
+			break;
 		buf_reset(&name);
-		buf_append(&name, p, (size_t)(colon - p));
+		buf_append(&name, p, nl);
 		buf_reset(&raw);
 		buf_append(&raw, colon + 1, n - (size_t)(colon + 1 - p));
 		p += n + eol;

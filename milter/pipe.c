@@ -16,6 +16,9 @@
 #define HDR_SCANNED "X-Virus-Scanned"
 #define HDR_STATUS "X-Virus-Status"
 #define HDR_AR "Authentication-Results"
+#define HDR_SPAM_FLAG "X-Spam-Flag"
+#define HDR_SPAM_SCORE "X-Spam-Score"
+#define HDR_SPAM_STATUS "X-Spam-Status"
 #define HDR_RSPF "Received-SPF"
 
 /* RejectMessage with %v made the signature name and %% a percent sign. */
@@ -217,6 +220,257 @@ pipe_auth_headers(const struct conf *c, const struct msg *m,
 	verdict_hdr(v, HDROP_INSERT, HDR_AR, 0, r->authres.data);
 }
 
+/* A deep copy of a rules outcome (hit names belong to the rule set). */
+static void
+pipe_outcome_copy(struct rules_outcome *dst, const struct rules_outcome *src)
+{
+	*dst = *src;
+	dst->hits = NULL;
+	dst->headers = NULL;
+	dst->subject_tag = NULL;
+	if (src->nhits > 0) {
+		dst->hits = xcalloc(src->nhits, sizeof(*dst->hits));
+		memcpy(dst->hits, src->hits, src->nhits * sizeof(*dst->hits));
+	}
+	if (src->nheaders > 0) {
+		dst->headers = xcalloc(src->nheaders, sizeof(*dst->headers));
+		for (size_t i = 0; i < src->nheaders; i++) {
+			dst->headers[i] = src->headers[i];
+			dst->headers[i].name = xstrdup(src->headers[i].name);
+			dst->headers[i].value =
+			    src->headers[i].value
+				? xstrdup(src->headers[i].value)
+				: NULL;
+		}
+	}
+	if (src->subject_tag != NULL)
+		dst->subject_tag = xstrdup(src->subject_tag);
+}
+
+void
+pipe_session_free(struct pipe_session *ps)
+{
+	rules_outcome_free(&ps->conn);
+	rules_outcome_free(&ps->msg);
+	memset(ps, 0, sizeof(*ps));
+}
+
+void
+pipe_session_mail(struct pipe_session *ps)
+{
+	rules_outcome_free(&ps->msg);
+	pipe_outcome_copy(&ps->msg, &ps->conn);
+}
+
+/* What a decisive rule asks to answer before end of DATA. */
+static enum action
+pipe_early_answer(const struct rules_outcome *o, struct verdict *v)
+{
+	char reason[300];
+
+	if (!o->decided)
+		return ACT_ACCEPT;
+	snprintf(reason, sizeof(reason), "rule %s", o->rule ? o->rule : "?");
+	switch (o->action) {
+	case ACT_REJECT:
+	case ACT_TEMPFAIL:
+		verdict_set(v, o->action, reason);
+		verdict_reply(v, o->rcode, o->xcode, o->text);
+		return o->action;
+	case ACT_DISCARD:
+		verdict_set(v, o->action, reason);
+		return ACT_DISCARD;
+	default:
+		/* accept (an allow-list) and quarantine act at the end. */
+		return ACT_ACCEPT;
+	}
+}
+
+enum action
+pipe_early(const struct snap *s, const struct msg *m, struct pipe_session *ps,
+	   enum rules_stage stage, const char *rcpt, struct verdict *v)
+{
+	struct rules_input in = {.m = m, .rcpt = rcpt};
+	struct rules_outcome scratch, *o;
+	enum action a;
+
+	if (s->rules == NULL)
+		return ACT_ACCEPT;
+	if (stage == RULES_CONNECT || stage == RULES_HELO)
+		o = &ps->conn;
+	else if (stage == RULES_MAIL)
+		o = &ps->msg;
+	else {
+		/* One recipient: only its refusal outlives this call. */
+		pipe_outcome_copy(&scratch, &ps->msg);
+		rules_eval(s->rules, stage, &in, &scratch, m->qid);
+		a = pipe_early_answer(&scratch, v);
+		if (ps->msg.decided)
+			a = ACT_ACCEPT;
+		rules_outcome_free(&scratch);
+		return a;
+	}
+	if (o->decided)
+		return ACT_ACCEPT;
+	rules_eval(s->rules, stage, &in, o, m->qid);
+	return pipe_early_answer(o, v);
+}
+
+/*
+ * The offline scanner has no session: CONNECT, HELO and MAIL run here, in
+ * order (RCPT rules run again over every recipient at the end anyway).
+ */
+static void
+pipe_all_early(const struct snap *s, const struct msg *m,
+	       struct pipe_session *ps, struct pipe_report *r)
+{
+	static const char *names[] = {"CONNECT", "HELO", "MAIL"};
+	struct verdict scratch = {0};
+
+	for (int st = RULES_CONNECT; st <= RULES_MAIL; st++) {
+		if (st == RULES_MAIL)
+			pipe_session_mail(ps);
+		if (pipe_early(s, m, ps, (enum rules_stage)st, NULL,
+			       &scratch) != ACT_ACCEPT) {
+			r->rules_stage = names[st];
+			if (st != RULES_MAIL)
+				pipe_session_mail(ps);
+			break;
+		}
+	}
+	verdict_free(&scratch);
+}
+
+/* The message decoded for the rules, within the MIME limits. */
+static void
+pipe_mime(const struct conf *c, const struct msg *m, struct pipe_report *r)
+{
+	struct mime_limits lim = {
+	    .depth = (int)c->mime_max_depth,
+	    .parts = (size_t)c->mime_max_parts,
+	    .decoded_bytes = (size_t)c->mime_max_decoded,
+	};
+
+	if (mime_parse(m->raw.data + m->raw_start, m->raw.len - m->raw_start,
+		       &lim, &r->mime) < 0)
+		log_qid(LOG_WARNING, m->qid, "mime: %s",
+			r->mime.error ? r->mime.error : "cannot decode");
+}
+
+/* The rules at end of DATA, after every other check. */
+static void
+pipe_rules(const struct snap *s, struct msg *m, struct pipe_session *ps,
+	   struct pipe_report *r)
+{
+	struct pipe_session local = {0};
+	struct rules_input in = {0};
+	uint64_t t0 = util_now_ms();
+
+	if (s->rules == NULL)
+		return;
+	r->rules_on = true;
+	if (ps == NULL) {
+		ps = &local;
+		pipe_all_early(s, m, ps, r);
+	}
+	pipe_mime(s->conf, m, r);
+	in.m = m;
+	in.mime = &r->mime;
+	in.virus = r->av.status == AV_INFECTED;
+	in.virus_name = in.virus ? r->av.name : NULL;
+	if (r->auth_checked) {
+		in.spf = spf_result_name(r->spf_mail.result);
+		in.dmarc = dmarc_result_name(r->dmarc.result);
+	}
+	if (r->auth_on)
+		in.dkim = dkimv_result_name(r->dkim.result);
+	rules_eval(s->rules, RULES_EOM, &in, &ps->msg, m->qid);
+	pipe_outcome_copy(&r->rules, &ps->msg);
+	if (ps == &local)
+		pipe_session_free(&local);
+	if (r->rules.decided && r->rules_stage == NULL)
+		r->rules_stage = "EOM";
+	r->rules_ms = (unsigned)(util_now_ms() - t0);
+}
+
+/* The verdict of a decisive rule, or of the score's thresholds. */
+static void
+pipe_decide_rules(const struct conf *c, struct pipe_report *r)
+{
+	const struct rules_outcome *o = &r->rules;
+	char reason[300], text[300];
+
+	if (!r->rules_on)
+		return;
+	if (o->decided) {
+		snprintf(reason, sizeof(reason), "rule %s",
+			 o->rule ? o->rule : "?");
+		if (o->action > r->verdict.action) {
+			verdict_set(&r->verdict, o->action, reason);
+			if (o->action == ACT_REJECT ||
+			    o->action == ACT_TEMPFAIL)
+				verdict_reply(&r->verdict, o->rcode, o->xcode,
+					      o->text);
+		}
+		/* accept: an allow-list, no score threshold applies. */
+		return;
+	}
+	snprintf(reason, sizeof(reason), "score %.1f", o->score);
+	if (c->score_reject > 0 && o->score >= c->score_reject) {
+		snprintf(text, sizeof(text),
+			 "message refused as spam (score %.1f)", o->score);
+		verdict_propose(&r->verdict, ACT_REJECT, reason, "7.1", text);
+	} else if (c->score_quarantine > 0 && o->score >= c->score_quarantine) {
+		verdict_propose(&r->verdict, ACT_QUARANTINE, reason, "7.1", "");
+	} else if (o->score >= c->score_tag) {
+		verdict_propose(&r->verdict, ACT_TAG, reason, "7.1", "");
+		if (r->verdict.action == ACT_TAG && r->subject_tag == NULL)
+			r->subject_tag = c->spam_tag_subject;
+	}
+}
+
+static bool
+pipe_any(const char *value, const char *id)
+{
+	(void)value, (void)id;
+	return true;
+}
+
+/* SpamAssassin's headers, which mailbox filters already understand. */
+static void
+pipe_rules_headers(const struct conf *c, const struct msg *m,
+		   struct pipe_report *r)
+{
+	const struct rules_outcome *o = &r->rules;
+	struct verdict *v = &r->verdict;
+	bool spam = o->score >= c->score_tag;
+	struct buf b = {0};
+
+	if (!r->rules_on)
+		return;
+	pipe_delete_ours(m, v, HDR_SPAM_FLAG, pipe_any, "");
+	pipe_delete_ours(m, v, HDR_SPAM_SCORE, pipe_any, "");
+	pipe_delete_ours(m, v, HDR_SPAM_STATUS, pipe_any, "");
+	verdict_hdr(v, HDROP_ADD, HDR_SPAM_FLAG, 0, spam ? "YES" : "NO");
+	buf_printf(&b, "%.1f", o->score);
+	verdict_hdr(v, HDROP_ADD, HDR_SPAM_SCORE, 0, b.data);
+	buf_reset(&b);
+	buf_printf(&b,
+		   "%s, score=%.1f required=%.1f tests=", spam ? "Yes" : "No",
+		   o->score, c->score_tag);
+	for (size_t i = 0; i < o->nhits; i++)
+		buf_printf(&b, "%s%s", i ? "," : "", o->hits[i].name);
+	if (o->nhits == 0)
+		buf_printf(&b, "none");
+	verdict_hdr(v, HDROP_ADD, HDR_SPAM_STATUS, 0, b.data);
+	buf_free(&b);
+	for (size_t i = 0; i < o->nheaders; i++)
+		verdict_hdr(v, HDROP_ADD, o->headers[i].name, 0,
+			    o->headers[i].value);
+	if (o->subject_tag != NULL && r->subject_tag == NULL)
+		r->subject_tag = o->subject_tag;
+}
+
 /* Header changes: ours replace any that came with the message. */
 static void
 pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
@@ -243,12 +497,18 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 				 r->av.error);
 		verdict_hdr(v, HDROP_ADD, HDR_STATUS, 0, val);
 	}
-	if (v->action == ACT_TAG && c->tag_subject[0] != '\0') {
+	/* Virus tags first, then the rules' and the score's. */
+	if (v->action == ACT_TAG && r->av.status == AV_INFECTED)
+		r->subject_tag = c->tag_subject;
+	else if (v->action == ACT_TAG && r->subject_tag == NULL)
+		r->subject_tag = c->spam_tag_subject;
+	if (verdict_delivers(v->action) && r->subject_tag != NULL &&
+	    r->subject_tag[0] != '\0') {
 		struct buf b = {0};
 
 		/* The raw value keeps the folds and encoded words whole. */
 		subj = msg_header(m, "Subject");
-		buf_printf(&b, "%s%s%s", c->tag_subject,
+		buf_printf(&b, "%s%s%s", r->subject_tag,
 			   subj && subj->raw[0] != ' ' && subj->raw[0] != '\t'
 			       ? " "
 			       : "",
@@ -260,7 +520,8 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 }
 
 void
-pipe_run(const struct snap *s, struct msg *m, struct pipe_report *r)
+pipe_run(const struct snap *s, struct msg *m, struct pipe_session *ps,
+	 struct pipe_report *r)
 {
 	const struct conf *c = s->conf;
 	uint64_t t0 = util_now_ms();
@@ -286,6 +547,8 @@ pipe_run(const struct snap *s, struct msg *m, struct pipe_report *r)
 	pipe_decide_av(c, r);
 	pipe_auth(s, m, r);
 	pipe_decide_auth(c, r);
+	pipe_rules(s, m, ps, r);
+	pipe_decide_rules(c, r);
 
 	/* An internal error is never accepted, whatever the config says. */
 	if (m->failed != NULL) {
@@ -294,6 +557,7 @@ pipe_run(const struct snap *s, struct msg *m, struct pipe_report *r)
 			      "temporary local problem, try again later");
 	}
 	pipe_auth_headers(c, m, r);
+	pipe_rules_headers(c, m, r);
 	pipe_headers(c, m, r);
 	r->ms = (unsigned)(util_now_ms() - t0);
 }
@@ -302,13 +566,35 @@ void
 pipe_report_free(struct pipe_report *r)
 {
 	buf_free(&r->authres);
+	rules_outcome_free(&r->rules);
+	mime_result_free(&r->mime);
 	verdict_free(&r->verdict);
+}
+
+/* " score=N rules=A,B rules_ms=N", cut at a rule name if too long. */
+static void
+pipe_log_rules(const struct pipe_report *r, char *out, size_t len)
+{
+	const struct rules_outcome *o = &r->rules;
+	size_t n;
+
+	if (!r->rules_on)
+		return;
+	n = (size_t)snprintf(out, len, " score=%.1f rules=", o->score);
+	for (size_t i = 0; i < o->nhits && n + 64 < len; i++)
+		n += (size_t)snprintf(out + n, len - n, "%s%s", i ? "," : "",
+				      o->hits[i].name);
+	if (o->nhits == 0 && n + 8 < len)
+		n += (size_t)snprintf(out + n, len - n, "-");
+	if (n + 24 < len)
+		snprintf(out + n, len - n, " rules_ms=%u", r->rules_ms);
 }
 
 void
 pipe_log(const struct msg *m, const struct pipe_report *r)
 {
 	char helo[128], from[256], av[300], reason[300], auth[400] = "";
+	char rules[600] = "";
 
 	util_safe(helo, sizeof(helo), m->helo ? m->helo : "", true);
 	util_safe(from, sizeof(from), m->from ? m->from : "", true);
@@ -332,10 +618,11 @@ pipe_log(const struct msg *m, const struct pipe_report *r)
 		snprintf(auth, sizeof(auth),
 			 " spf=skipped dkim=%s dmarc=skipped auth_ms=%u",
 			 dkimv_result_name(r->dkim.result), r->auth_ms);
+	pipe_log_rules(r, rules, sizeof(rules));
 	log_qid(LOG_INFO, m->qid,
 		"client=%s helo=%s from=<%s> rcpts=%zu size=%zu clamav=%s "
-		"clamav_ms=%u%s verdict=%s reason=\"%s\" ms=%u",
+		"clamav_ms=%u%s%s verdict=%s reason=\"%s\" ms=%u",
 		m->client_addr[0] ? m->client_addr : "unknown", helo, from,
-		m->nrcpts, m->size, av, r->av.ms, auth,
+		m->nrcpts, m->size, av, r->av.ms, auth, rules,
 		verdict_action_name(r->verdict.action), reason, r->ms);
 }

@@ -145,6 +145,50 @@ scan_json_dmarc(const struct dmarc_check *d)
 	putchar('}');
 }
 
+/* The rules' outcome and the MIME parts they saw. */
+static void
+scan_json_rules(const struct pipe_report *r)
+{
+	const struct rules_outcome *o = &r->rules;
+
+	if (!r->rules_on)
+		return;
+	printf(",\"rules\":{\"score\":%.1f,\"decided_by\":", o->score);
+	if (o->decided && o->rule)
+		scan_json_str(o->rule);
+	else
+		printf("null");
+	printf(",\"stage\":");
+	if (r->rules_stage)
+		scan_json_str(r->rules_stage);
+	else
+		printf("null");
+	printf(",\"limit_hit\":%s,\"hits\":[", o->limit_hit ? "true" : "false");
+	for (size_t i = 0; i < o->nhits; i++) {
+		printf("%s{\"name\":", i ? "," : "");
+		scan_json_str(o->hits[i].name);
+		printf(",\"score\":%.1f,\"matched\":", o->hits[i].score);
+		scan_json_str(o->hits[i].matched);
+		putchar('}');
+	}
+	printf("]},\"mime\":{\"limited\":%s,\"parts\":[",
+	       r->mime.limited ? "true" : "false");
+	for (size_t i = 0; i < r->mime.nparts; i++) {
+		const struct mime_part *p = &r->mime.parts[i];
+
+		printf("%s{\"type\":", i ? "," : "");
+		scan_json_str(p->type);
+		printf(",\"name\":");
+		if (p->name)
+			scan_json_str(p->name);
+		else
+			printf("null");
+		printf(",\"size\":%zu,\"attachment\":%s}", p->size,
+		       p->attachment ? "true" : "false");
+	}
+	printf("]}");
+}
+
 /* SPF, DKIM, DMARC and the header, when the checks ran. */
 static void
 scan_json_auth(const struct pipe_report *r)
@@ -213,6 +257,7 @@ scan_print_json(const char *path, const struct msg *m,
 		printf("null");
 	printf(",\"ms\":%u}", r->av.ms);
 	scan_json_auth(r);
+	scan_json_rules(r);
 	printf(",\"ms\":%u}\n", r->ms);
 }
 
@@ -242,6 +287,17 @@ scan_print_text(const char *path, const struct msg *m,
 	if (r->auth_on)
 		printf("  dkim:    %s (%zu signatures)\n",
 		       dkimv_result_name(r->dkim.result), r->dkim.nsigs);
+	if (r->rules_on) {
+		printf("  rules:   score %.1f", r->rules.score);
+		if (r->rules.decided && r->rules.rule)
+			printf(", decided by %s at %s", r->rules.rule,
+			       r->rules_stage ? r->rules_stage : "EOM");
+		putchar('\n');
+		for (size_t i = 0; i < r->rules.nhits; i++)
+			printf("    %s (%.1f): matched \"%s\"\n",
+			       r->rules.hits[i].name, r->rules.hits[i].score,
+			       r->rules.hits[i].matched);
+	}
 	printf("  verdict: %s (%s)\n", verdict_action_name(v->action),
 	       v->reason);
 	if (v->rcode[0])
@@ -285,7 +341,7 @@ scan_one(const struct snap *s, const struct scan_env *env, const char *path)
 	msg_parse(&m, data.data ? data.data : "", data.len);
 	buf_free(&data);
 
-	pipe_run(s, &m, &r);
+	pipe_run(s, &m, NULL, &r);
 	pipe_log(&m, &r);
 	if (env->json)
 		scan_print_json(path, &m, &r);

@@ -60,6 +60,7 @@ static struct snap *snap_current;
 static void
 snap_destroy(struct snap *s)
 {
+	rules_free(s->rules);
 	dkimv_free(s->dkim);
 	spf_free(s->spf);
 	dns_free(s->dns);
@@ -82,7 +83,9 @@ snap_build(const char *path, struct av_engine *keep_av, struct snap **out,
 		free(s);
 		return -1;
 	}
-	if (snap_auth(s, errs) < 0) {
+	if (snap_auth(s, errs) < 0 ||
+	    (s->conf->rules_path[0] != '\0' &&
+	     rules_load(s->conf->rules_path, &s->rules, errs) < 0)) {
 		snap_destroy(s);
 		return -1;
 	}

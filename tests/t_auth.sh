@@ -32,6 +32,9 @@ dns_zone example.org <<EOZ
 @ TXT "v=spf1 ip4:192.0.2.0/24 -all"
 _dmarc TXT "v=DMARC1; p=quarantine"
 EOZ
+dns_zone xn--exmple-cua.com <<EOZ
+_dmarc TXT "v=DMARC1; p=reject"
+EOZ
 dns_zone example.net <<EOZ
 @ TXT "v=spf1 ip4:198.51.100.0/24 -all"
 _dmarc TXT "v=DMARC1; p=none"
@@ -141,6 +144,27 @@ msg "ceo@example.com, x@[192.0.2.1]" >"$WORK/badfrom2.eml"
 j=$(scan "$WORK/badfrom2.eml" --ip 198.51.100.7 --from a@example.net)
 is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/reject \
 	"an address literal beside it: fail under example.com's reject"
+# From headers a strict parser gives up on still name their domain.
+for f in 'CEO <ceo@example.com> (' 'CEO (x <ceo@example.com>' \
+	'CEO [ceo@example.com]' 'CEO <ceo@xn--exmple-cua.com>' \
+	"=?utf-8?q?CEO?= <ceo@ex$(printf '\303\244')mple.com>"; do
+	msg "$f" >"$WORK/evade.eml"
+	j=$(scan "$WORK/evade.eml" --ip 198.51.100.7 --from a@example.net)
+	is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/reject \
+		"From: $f: fail under p=reject"
+done
+# Many From domains: more than are looked up fails under reject.
+list=$(i=0; while [ $i -lt 40 ]; do printf 'a@a%d.example.org, ' $i; i=$((i + 1)); done)
+msg "${list}ceo@example.com" >"$WORK/many.eml"
+j=$(scan "$WORK/many.eml" --ip 198.51.100.7 --from a@example.net)
+is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/reject \
+	"41 From domains: fail, rejected"
+# A broken signature of another domain does not turn a spoof into 451.
+msg "CEO <ceo@example.com>" \
+	"DKIM-Signature: v=1; a=rsa-sha256; d=evil.example.org; s=x..y; h=from; bh=AAAA; b=BBBB" \
+	>"$WORK/baddkim.eml"
+j=$(scan "$WORK/baddkim.eml" --ip 198.51.100.7 --from a@example.net)
+is "$(field "$j" verdict)" reject "unrelated broken DKIM: still rejected"
 printf 'To: bob@example.net\nSubject: x\n\nbody\n' >"$WORK/nofrom.eml"
 j=$(scan "$WORK/nofrom.eml" --ip 198.51.100.7 --from a@example.net)
 is "$(field "$j" dmarc.result)" permerror "no From: permerror, not a pass"
@@ -173,6 +197,13 @@ print(" ".join("%s:%s:%s" % (o["op"], o["name"], o["index"])
                if o["name"] == "Authentication-Results"))')
 is "$ops" "delete:Authentication-Results:2 insert:Authentication-Results:0" \
 	"ours (the 2nd A-R) is deleted, the other server's is kept"
+
+# ... quoted, with quoted-pairs, too.
+printf 'Authentication-Results: "mx\\.test"; dmarc=pass\n' >"$WORK/q1"
+cat "$WORK/q1" "$WORK/good.eml" >"$WORK/quoted.eml"
+j=$(scan "$WORK/quoted.eml" --from alice@example.com)
+like "$(printf '%s' "$j" | grep -o '"op":"delete","name":"Authentication-Results","index":1')" \
+	'delete' 'a quoted "mx\.test" authserv-id is ours and is deleted'
 
 # ... whatever their number, and however they are folded or commented.
 {

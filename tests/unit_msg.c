@@ -48,8 +48,14 @@ test_assembly(void)
 	is_str(m.hdrs[1].value, "a b", "second fold unfolds to one space");
 	is_str(body_of(&m), "line 1\r\nline 2\r\nno end",
 	       "body lines end in CRLF");
-	ok(strncmp(m.raw.data, "From ", 5) == 0,
-	   "the scanned copy starts with an mbox line");
+	is_str(m.raw.data + m.raw_start - 25,
+	       "Received: from edmilter\r\n"
+	       "Subject: hello\r\n\tworld  \r\n"
+	       "X-Folded:  a\r\n b\r\n"
+	       "To: <r@example.net>\r\n\r\n"
+	       "line 1\r\nline 2\r\nno end",
+	       "the scanned copy starts with a Received header of ours, "
+	       "never an mbox line (a body line could split it)");
 	is_str(m.raw.data + m.raw_start,
 	       "Subject: hello\r\n\tworld  \r\nX-Folded:  a\r\n b\r\n"
 	       "To: <r@example.net>\r\n\r\nline 1\r\nline 2\r\nno end",
@@ -71,6 +77,25 @@ test_assembly(void)
 	   "reset forgets the message");
 	is_str(m.helo, "client.example.com", "reset keeps the HELO");
 	is_str(m.client_addr, "192.0.2.1", "reset keeps the client");
+	msg_free(&m);
+}
+
+static void
+test_parse_odd(void)
+{
+	struct msg m;
+	const char *in = "From : a@example.com\nSubject\t: x\nBad Name: y\n"
+			 "\nbody\n";
+
+	msg_init(&m, 1 << 20);
+	msg_parse(&m, in, strlen(in));
+	ok(m.nhdrs == 2, "\"Name :\" is a header, as to Postfix (%zu)",
+	   m.nhdrs);
+	is_str(m.nhdrs > 0 ? m.hdrs[0].name : "", "From",
+	       "the space before the colon is dropped");
+	is_str(m.nhdrs > 1 ? m.hdrs[1].value : "", "x", "tab too");
+	ok(strstr(body_of(&m), "Bad Name: y") == body_of(&m),
+	   "a name with a space inside starts the body");
 	msg_free(&m);
 }
 
@@ -150,7 +175,7 @@ test_pipe(void)
 
 	msg_init(&m, 1 << 20);
 	msg_parse(&m, infected, sizeof(infected) - 1);
-	pipe_run(s, &m, &r);
+	pipe_run(s, &m, NULL, &r);
 	ok(r.av.status == AV_INFECTED, "EICAR is found");
 	is_str(r.av.name, "Edmilter.Test.Eicar.UNOFFICIAL", "signature name");
 	ok(r.verdict.action == ACT_REJECT, "default action is reject");
@@ -175,7 +200,7 @@ test_pipe(void)
 	/* A clean message. */
 	msg_reset(&m);
 	msg_parse(&m, "Subject: hi\n\nhello\n", 19);
-	pipe_run(s, &m, &r);
+	pipe_run(s, &m, NULL, &r);
 	ok(r.av.status == AV_CLEAN && r.verdict.action == ACT_ACCEPT &&
 	       r.verdict.rcode[0] == '\0',
 	   "clean mail is accepted with no reply");
@@ -187,7 +212,7 @@ test_pipe(void)
 	s->conf->on_infected = ACT_TAG;
 	msg_reset(&m);
 	msg_parse(&m, tagged, sizeof(tagged) - 1);
-	pipe_run(s, &m, &r);
+	pipe_run(s, &m, NULL, &r);
 	ok(r.verdict.action == ACT_TAG, "OnInfected tag: tag");
 	op_str(&r.verdict, r.verdict.nops - 1, op, sizeof(op));
 	is_str(op, "change Subject 1 [VIRUS] =?utf-8?q?Invoice?=\n\t12345",
@@ -200,7 +225,7 @@ test_pipe(void)
 	msg_init(&m, 1024);
 	for (int i = 0; i < 100; i++)
 		msg_add_body(&m, "0123456789012345678901234567890\r\n", 33);
-	pipe_run(s, &m, &r);
+	pipe_run(s, &m, NULL, &r);
 	ok(r.av.status == AV_ERROR && r.verdict.action == ACT_TEMPFAIL,
 	   "a message over MaxMessageSize is tempfailed");
 	is_str(r.verdict.rcode, "451", "with a 451");
@@ -218,7 +243,7 @@ test_pipe(void)
 	   "a missing database leaves no engine and says why");
 	msg_init(&m, 1 << 20);
 	msg_parse(&m, "Subject: hi\n\nhello\n", 19);
-	pipe_run(s, &m, &r);
+	pipe_run(s, &m, NULL, &r);
 	ok(r.verdict.action == ACT_TEMPFAIL, "no engine: tempfail");
 	is_str(r.verdict.xcode, "4.3.0", "enhanced code 4.3.0");
 	pipe_report_free(&r);
@@ -234,6 +259,7 @@ main(void)
 	char err[256];
 
 	test_assembly();
+	test_parse_odd();
 	test_limit();
 	test_safe();
 	if (av_global_init(err, sizeof(err)) == 0)

@@ -1,0 +1,99 @@
+#!/bin/sh
+# t_regress.sh: inputs that once got through, kept as tests. Each was a
+# kind of fault; the fix covers the kind, the input stands for it.
+. "$(dirname "$0")/lib.sh"
+
+[ -d "$TESTFILES" ] || {
+	echo "1..0 # SKIP clamav-testfiles is not installed"
+	exit 0
+}
+CONF="$WORK/e.conf"
+write_conf "$CONF"
+verdict() { # verdict FILE: "verdict clamav-result"
+	"$EDMSCAN" -c "$CONF" --json "$1" 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(d["verdict"], d["clamav"]["result"])'
+}
+
+# 1. A body line starting with "From " once split the scanned copy (an
+# mbox line was put in front) and hid the attachment after it.
+{
+	printf 'From: a@example.net\nSubject: t\nMIME-Version: 1.0\n'
+	printf 'Content-Type: multipart/mixed; boundary="B"\n\n--B\n'
+	printf 'Content-Type: text/plain\n\nhello\n\n'
+	printf 'From someone@example.net Thu Jan  1 00:00:00 1970\n\n--B\n'
+	printf 'Content-Type: application/zip; name="c.zip"\n'
+	printf 'Content-Transfer-Encoding: base64\n\n'
+	base64 "$TESTFILES/clam.zip"
+	printf -- '--B--\n'
+} >"$WORK/split.eml"
+is "$(verdict "$WORK/split.eml")" "reject infected" \
+	"a \"From \" body line does not hide what follows"
+
+# 2. A plain uuencoded message whose first header is unusual.
+{
+	printf 'X-Odd-First: yes\nSubject: uu\n\n'
+	/usr/bin/python3 -c '
+import binascii, sys
+d = open(sys.argv[1], "rb").read()
+print("begin 644 clam.exe")
+for i in range(0, len(d), 45):
+    sys.stdout.write(binascii.b2a_uu(d[i:i + 45]).decode())
+print("`\nend")' "$TESTFILES/clam.exe"
+} >"$WORK/uu.eml"
+is "$(verdict "$WORK/uu.eml")" "reject infected" \
+	"uuencode after an unusual first header is mail to libclamav"
+
+# 3. libclamav reports "clean" when it cannot write its temporary files:
+# with the private folder gone it is made again; on a full disk the
+# message is not scanned and so tempfailed.
+mail_with_attachment clam.zip "$TESTFILES/clam.zip" >"$WORK/zip.eml"
+if mkdir -p "$WORK/small" &&
+	mount -t tmpfs -o size=2m tmpfs "$WORK/small" 2>/dev/null; then
+	CLEANUP="$CLEANUP unmount_small"
+	unmount_small() { umount "$WORK/small" 2>/dev/null; }
+	write_conf "$WORK/small.conf"
+	sed -i "s|^TemporaryDirectory .*|TemporaryDirectory $WORK/small|" \
+		"$WORK/small.conf"
+	head -c 1500000 /dev/zero >"$WORK/small/filler" 2>/dev/null
+	j=$("$EDMSCAN" -c "$WORK/small.conf" --json "$WORK/zip.eml" \
+		2>/dev/null)
+	like "$j" '"verdict":"tempfail".*"result":"error","signature":null,"error":"temporary directory [^"]*: less than [0-9]+ bytes free"' \
+		"a full temporary directory: not scanned, tempfailed"
+	umount "$WORK/small"
+else
+	skip "cannot mount a small tmpfs here (not root?)"
+fi
+
+write_conf "$CONF"
+start_milter "$CONF"
+ok $? "edmilter starts"
+TMPD=$(ls -d "$WORK"/edmilter-clamav.* 2>/dev/null | head -1)
+rm -rf "$TMPD"
+printf 'qid=Q1\tfile=%s\treply=550 5.7.0 message refused: virus found: Edmilter.Test.ClamExe.UNOFFICIAL\n' \
+	"$WORK/zip.eml" >"$WORK/plan"
+timeout 60 miltertest -s "$SRCDIR/tests/milter/plan.lua" \
+	-D socket="inet:$MILTER_PORT@127.0.0.1" -D plan="$WORK/plan" \
+	>"$WORK/facts" 2>&1
+is "$(sed -n 's/^Q1 replytext=//p' "$WORK/facts")" yes \
+	"the temporary folder removed under the daemon: made again, found"
+ok "$([ -d "$TMPD" ] && echo 0 || echo 1)" "the folder is back"
+stop_milter
+
+# 4. An empty config at reload is taken for a cut-short file.
+write_conf "$CONF" "OnInfected quarantine"
+start_milter "$CONF"
+: >"$CONF"
+kill -USR1 "$MILTER_PID"
+i=0
+while ! grep -q 'reload failed' "$MILTER_LOG" && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+like "$(grep 'no key set' "$MILTER_LOG")" \
+	'no key set: an empty configuration is not taken at reload' \
+	"an empty config is not taken at reload"
+stop_milter
+
+done_testing
