@@ -344,6 +344,16 @@ mlfi_apply_headers(SMFICTX *ctx, struct mlfi_conn *c, const struct verdict *v)
 	return ret;
 }
 
+/* The quarantine reason: a rule's own text, else the verdict's reason. */
+static char *
+mlfi_hold_reason(struct pipe_report *r)
+{
+	if (r->rules.decided && r->rules.action == ACT_QUARANTINE &&
+	    r->rules.text[0] != '\0')
+		return r->rules.text;
+	return r->verdict.reason;
+}
+
 static sfsistat
 mlfi_eom(SMFICTX *ctx)
 {
@@ -360,7 +370,7 @@ mlfi_eom(SMFICTX *ctx)
 	pipe_run(c->snap, &c->msg, &c->ps, &r);
 
 	if (r.verdict.action == ACT_QUARANTINE &&
-	    smfi_quarantine(ctx, r.verdict.reason) != MI_SUCCESS) {
+	    smfi_quarantine(ctx, mlfi_hold_reason(&r)) != MI_SUCCESS) {
 		log_qid(LOG_ERR, c->msg.qid,
 			"quarantine refused by the MTA; tempfail");
 		verdict_set(&r.verdict, ACT_TEMPFAIL,

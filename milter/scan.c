@@ -20,7 +20,7 @@
 #include "snap.h"
 
 struct scan_env {
-	const char *ip, *helo, *from, *auth;
+	const char *ip, *name, *helo, *from, *auth;
 	const char **rcpts;
 	size_t nrcpts;
 	int json;
@@ -30,7 +30,8 @@ static void
 scan_usage(void)
 {
 	fprintf(stderr,
-		"usage: edmilter-scan [-c config] [--json] [--ip addr] "
+		"usage: edmilter-scan [-c config] [--json] [--ip addr] [--name "
+		"host] "
 		"[--helo name]\n"
 		"                     [--from addr] [--rcpt addr]... "
 		"[--auth user] [file.eml...]\n"
@@ -330,13 +331,15 @@ scan_one(const struct snap *s, const struct scan_env *env, const char *path)
 		return 2;
 	}
 	msg_init(&m, (size_t)s->conf->max_message_size);
-	msg_set_client(&m, env->ip, "");
+	msg_set_client(&m, env->ip, env->name);
 	msg_set_helo(&m, env->helo);
 	msg_set_from(&m, env->from);
 	for (size_t i = 0; i < env->nrcpts; i++)
 		msg_add_rcpt(&m, env->rcpts[i]);
-	if (env->auth != NULL)
+	if (env->auth != NULL) {
 		m.auth = xstrdup(env->auth);
+		msg_set_macro(&m, "{auth_authen}", env->auth);
+	}
 	snprintf(m.qid, sizeof(m.qid), "scan");
 	msg_parse(&m, data.data ? data.data : "", data.len);
 	buf_free(&data);
@@ -360,6 +363,7 @@ main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"ip", required_argument, NULL, 'i'},
+	    {"name", required_argument, NULL, 'n'},
 	    {"helo", required_argument, NULL, 'h'},
 	    {"from", required_argument, NULL, 'f'},
 	    {"rcpt", required_argument, NULL, 'r'},
@@ -368,7 +372,7 @@ main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct scan_env env = {
-	    .ip = "127.0.0.1", .helo = "localhost", .from = ""};
+	    .ip = "127.0.0.1", .name = "", .helo = "localhost", .from = ""};
 	const char *conf_path = NULL;
 	struct errlist errs = {0};
 	struct snap *s;
@@ -385,6 +389,9 @@ main(int argc, char **argv)
 			break;
 		case 'i':
 			env.ip = optarg;
+			break;
+		case 'n':
+			env.name = optarg;
 			break;
 		case 'h':
 			env.helo = optarg;

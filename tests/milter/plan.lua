@@ -15,6 +15,10 @@
 --                can only compare a reply, not read it
 --   quarantine=TEXT, subject=TEXT: the quarantine reason and new Subject
 --                expected (compared the same way)
+--   ip=A helo=H  a new connection from that client address and HELO
+--   from=ADDR    the envelope sender (default sender@example.com)
+--   rcpt=A,B     the recipients (default rcpt@example.net)
+--   auth=USER    the {auth_authen} macro at MAIL
 -- Facts printed, each line "Q key=value":
 --   Q reply=c|a|r|t|d|y|q    the final answer to end of message (letter)
 --   Q replytext=yes|no       the reply was exactly the reply= text
@@ -26,6 +30,8 @@
 --   Q delete.NAME=I          a header deleted (chgheader, empty value)
 --   Q skip=yes|no            the filter asked to skip the rest of the body
 --   Q aborted=yes            the message was aborted as planned
+--   Q early=STAGE:LETTER     a stage before end of message did not go on
+--                            (STAGE connect, helo, mail or rcpt N)
 -- Any protocol failure ends the script with "ERROR step: reason", exit 1.
 
 local step = "start"
@@ -89,7 +95,8 @@ local function parse_line(line)
 	return m
 end
 
-local function connect()
+-- Opens a connection; returns the stage that did not go on, if any.
+local function connect(ip, helo)
 	if conn ~= nil then
 		mt.disconnect(conn)
 	end
@@ -98,8 +105,18 @@ local function connect()
 	if conn == nil then
 		error("cannot connect to " .. socket, 0)
 	end
-	try("conninfo", mt.conninfo(conn, "client.example.org", "192.0.2.7"))
-	try("helo", mt.helo(conn, "helo.example.org"))
+	try("conninfo", mt.conninfo(conn, "client.example.org",
+				    ip or "192.0.2.7"))
+	local r = mt.getreply(conn)
+	if r ~= SMFIR_CONTINUE then
+		return "connect:" .. string.char(r)
+	end
+	try("helo", mt.helo(conn, helo or "helo.example.org"))
+	r = mt.getreply(conn)
+	if r ~= SMFIR_CONTINUE then
+		return "helo:" .. string.char(r)
+	end
+	return nil
 end
 
 -- Every header added under one name, and the indexes deleted.
@@ -143,17 +160,43 @@ local function send_message(m)
 	local at = m.qidat or "mail"
 	local hdrs, body = read_message(m.file)
 
-	if conn == nil then
-		connect()
+	if conn == nil or m.ip ~= nil or m.helo ~= nil then
+		local early = connect(m.ip, m.helo)
+		if early ~= nil then
+			say(qid, "early", early)
+			conn = nil
+			return
+		end
 	end
 	-- Macros of a stage replace the previous message's: always send some.
+	local auth = m.auth or ""
 	if at == "mail" then
-		mt.macro(conn, SMFIC_MAIL, "i", qid)
+		mt.macro(conn, SMFIC_MAIL, "i", qid, "{auth_authen}", auth)
 	else
-		mt.macro(conn, SMFIC_MAIL, "{mail_addr}", "sender@example.com")
+		mt.macro(conn, SMFIC_MAIL, "{auth_authen}", auth)
 	end
-	try("mail " .. qid, mt.mailfrom(conn, "<sender@example.com>"))
-	try("rcpt " .. qid, mt.rcptto(conn, "<rcpt@example.net>"))
+	try("mail " .. qid, mt.mailfrom(conn, "<" ..
+					(m.from or "sender@example.com") .. ">"))
+	local r = mt.getreply(conn)
+	if r ~= SMFIR_CONTINUE then
+		say(qid, "early", "mail:" .. string.char(r))
+		return
+	end
+	local n, taken = 0, 0
+	for rcpt in (m.rcpt or "rcpt@example.net"):gmatch("[^,]+") do
+		n = n + 1
+		try("rcpt " .. qid, mt.rcptto(conn, "<" .. rcpt .. ">"))
+		r = mt.getreply(conn)
+		if r ~= SMFIR_CONTINUE then
+			say(qid, "early", "rcpt " .. n .. ":" .. string.char(r))
+		else
+			taken = taken + 1
+		end
+	end
+	if taken == 0 then
+		try("abort " .. qid, mt.abort(conn))
+		return
+	end
 	for _, h in ipairs(hdrs) do
 		if #h[1] + #h[2] > 900 then
 			error(m.file .. ": header too long for miltertest", 0)
@@ -192,7 +235,7 @@ local function send_message(m)
 						       "Subject", m.subject)))
 	end
 	for _, name in ipairs({"X-Virus-Scanned", "X-Virus-Status",
-			      "Subject"}) do
+			      "Subject", "X-Rule", "X-Spam-Status"}) do
 		report_headers(qid, name)
 	end
 end
