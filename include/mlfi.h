@@ -9,5 +9,7 @@
 extern struct smfiDesc mlfi_desc;
 /* Messages between MAIL FROM and their end, for a clean stop. */
 int mlfi_in_flight(void);
+/* From now on, new connections are turned away (the MTA tempfails). */
+void mlfi_drain(void);
 
 #endif

@@ -215,6 +215,23 @@ edm_write_pid(const char *path)
 }
 
 /* Builds a new snapshot; a bad config keeps the running one. */
+/* Turns new connections away and waits for the messages in flight. */
+static void
+edm_drain(void)
+{
+	int i;
+
+	mlfi_drain();
+	log_msg(LOG_INFO, "stopping: %d messages in flight", mlfi_in_flight());
+	for (i = 0; i < EDM_STOP_WAIT_S * 10 && mlfi_in_flight() > 0; i++)
+		usleep(100000);
+	if (mlfi_in_flight() > 0)
+		log_msg(LOG_WARNING,
+			"stopping with %d messages unanswered (the MTA "
+			"tempfails them)",
+			mlfi_in_flight());
+}
+
 static void
 edm_reload(void)
 {
@@ -246,20 +263,86 @@ edm_reload(void)
 	snap_put(cur);
 }
 
-/* Waits for SIGUSR1; libmilter's own thread takes SIGTERM and SIGHUP. */
+/*
+ * Reloads run in a thread of their own (loading a database takes
+ * seconds), so that the main thread is always waiting for signals.
+ */
+static pthread_mutex_t edm_reload_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t edm_reload_cv = PTHREAD_COND_INITIALIZER;
+static int edm_reload_asked;
+
 static void *
-edm_signal_thread(void *arg)
+edm_reload_thread(void *arg)
 {
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&edm_reload_mu);
+		while (!edm_reload_asked)
+			pthread_cond_wait(&edm_reload_cv, &edm_reload_mu);
+		edm_reload_asked = 0;
+		pthread_mutex_unlock(&edm_reload_mu);
+		edm_reload();
+	}
+	return NULL;
+}
+
+static pthread_t edm_main_thread;
+static int edm_smfi_rc;
+
+/* libmilter's loop, off the main thread; SIGUSR2 tells main it ended. */
+static void *
+edm_smfi_thread(void *arg)
+{
+	(void)arg;
+	edm_smfi_rc = smfi_main();
+	pthread_kill(edm_main_thread, SIGUSR2);
+	return NULL;
+}
+
+/*
+ * The main thread waits for SIGTERM, SIGUSR1 and SIGUSR2. On Linux a
+ * signal sent to the process goes to its main thread first when that
+ * thread waits for it, so SIGTERM comes here and not to libmilter's own
+ * signal thread, which would close every connection at once: here new
+ * connections are turned away (the MTA tempfails them), the messages in
+ * flight are answered, and only then is libmilter stopped. SIGHUP and
+ * SIGINT stay libmilter's (stop, abort).
+ */
+static void
+edm_serve(void)
+{
+	pthread_t smfi, reload;
 	sigset_t set;
 	int sig;
 
-	(void)arg;
 	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR1);
-	for (;;)
-		if (sigwait(&set, &sig) == 0 && sig == SIGUSR1)
-			edm_reload();
-	return NULL;
+	sigaddset(&set, SIGUSR2);
+	edm_main_thread = pthread_self();
+	if (pthread_create(&reload, NULL, edm_reload_thread, NULL) != 0 ||
+	    pthread_create(&smfi, NULL, edm_smfi_thread, NULL) != 0) {
+		log_msg(LOG_ERR, "cannot start threads");
+		edm_smfi_rc = MI_FAILURE;
+		return;
+	}
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR1) {
+			pthread_mutex_lock(&edm_reload_mu);
+			edm_reload_asked = 1;
+			pthread_cond_signal(&edm_reload_cv);
+			pthread_mutex_unlock(&edm_reload_mu);
+		} else if (sig == SIGTERM) {
+			edm_drain();
+			smfi_stop();
+			break;
+		} else {
+			break; /* libmilter stopped by itself */
+		}
+	}
+	pthread_join(smfi, NULL);
 }
 
 int
@@ -268,7 +351,6 @@ main(int argc, char **argv)
 	struct errlist errs = {0};
 	struct conf *c;
 	struct snap *s;
-	pthread_t tid;
 	sigset_t set;
 	int ch, foreground = 0, check = 0, rc;
 	char err[EDM_ERRLEN];
@@ -330,6 +412,7 @@ main(int argc, char **argv)
 	/* Threads inherit this mask: only the waiting threads take these. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -344,21 +427,11 @@ main(int argc, char **argv)
 		log_msg(LOG_ERR, "%s; every message gets OnScanError (%s)",
 			s->av_error, verdict_action_name(c->on_scan_error));
 	snap_install(s);
-	if (pthread_create(&tid, NULL, edm_signal_thread, NULL) != 0) {
-		log_msg(LOG_ERR, "cannot start the signal thread");
-		goto fail;
-	}
 	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures", EDM_NAME,
 		EDM_VERSION, c->socket, av_signatures(s->av));
+	edm_serve();
+	rc = edm_smfi_rc;
 
-	rc = smfi_main();
-
-	/* Let the messages in flight be answered, for a while. */
-	for (int i = 0; i < EDM_STOP_WAIT_S * 10 && mlfi_in_flight() > 0; i++)
-		usleep(100000);
-	if (mlfi_in_flight() > 0)
-		log_msg(LOG_WARNING, "stopping with %d messages unanswered",
-			mlfi_in_flight());
 	if (c->pidfile[0] != '\0')
 		unlink(c->pidfile);
 	edm_socket_unlink(c);

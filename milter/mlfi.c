@@ -36,6 +36,13 @@ struct mlfi_conn {
 #define MLFI_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
 
 static atomic_int mlfi_messages;
+static atomic_int mlfi_draining;
+
+void
+mlfi_drain(void)
+{
+	atomic_store(&mlfi_draining, 1);
+}
 
 static sfsistat mlfi_cont(const struct mlfi_conn *c, unsigned long nr);
 
@@ -147,6 +154,10 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 			f0);
 	*pf0 = f0 & (MLFI_ACTIONS | SMFIF_SETSYMLIST);
 	*pf1 = c->proto = f1 & mlfi_proto(c->snap);
+
+	/* Stopping: answer the connect step, with a tempfail. */
+	if (atomic_load(&mlfi_draining))
+		*pf1 = c->proto &= ~SMFIP_NR_CONN;
 	*pf2 = *pf3 = 0;
 
 	/* Ask for the macros we use, and "i" wherever it may be set. */
@@ -179,6 +190,8 @@ mlfi_connect(SMFICTX *ctx, char *name, _SOCK_ADDR *sa)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
 			  addr, sizeof(addr));
 	msg_set_client(&c->msg, addr, name);
+	if (atomic_load(&mlfi_draining) && !(c->proto & SMFIP_NR_CONN))
+		return SMFIS_TEMPFAIL;
 	if ((j = smfi_getsymval(ctx, "j")) != NULL)
 		msg_set_macro(&c->msg, "j", j);
 	a = pipe_early(c->snap, &c->msg, &c->ps, RULES_CONNECT, NULL, &vd);

@@ -1,0 +1,341 @@
+#!/bin/sh
+# run.sh: the benchmark of edmilter alone (no MTA, no peer milters).
+#
+#   sh tests/bench/run.sh            the full run (about 2 minutes)
+#   sh tests/bench/run.sh --smoke    a few messages, a few seconds
+#
+# Builds edmilter and tests/bench/miltergen (make bench), starts Knot DNS
+# on loopback (tests/dns.sh) with SPF, DKIM and DMARC records for
+# example.com/.org/.net and an empty root zone (every other name is
+# NXDOMAIN, answered at once), starts edmilter with a config of its own
+# (test signatures, temporary files on /dev/shm, sender authentication on,
+# 127.0.0.1 not internal), and replays the SpamAssassin public corpus
+# (../shared/corpora/spamassassin, read in place) through miltergen at 64
+# concurrent connections: once with rules/baseline.rules, once without
+# rules. A quarter of the messages are DKIM-signed copies (From rewritten
+# to example.com, rsa-sha256, or example.org, ed25519), and a few carry
+# the harmless ClamAV test program clam.exe. It measures the daemon's CPU
+# time per message (/proc/PID/stat utime+stime, before and after the
+# measured run) and its peak resident memory (VmHWM), and prints a table.
+# Everything it starts is stopped at exit.
+#
+# Knobs (environment): BENCH_SECONDS (30), BENCH_CONNS (64),
+# BENCH_PER_CONN (messages per connection, 50), BENCH_QUICKACK=1 (miltergen
+# -Q: acknowledge replies at once, see docs/BENCHMARKS.md), BENCH_KEEP=DIR
+# (keep the figures and edmilter's logs there), BUILDDIR (the tree).
+# Exit status: 0, 1 when a run failed, 77 when it cannot run here.
+set -u
+SMOKE=0
+case "${1:-}" in
+--smoke) SMOKE=1 ;;
+"") ;;
+*)
+	echo "usage: $0 [--smoke]" >&2
+	exit 2
+	;;
+esac
+SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
+: "${BUILDDIR:=$SRCDIR}"
+BUILDDIR=$(cd "$BUILDDIR" && pwd)
+export SRCDIR BUILDDIR
+# The work folder (messages, logs, DNS, edmilter's temporary files) on a
+# tmpfs, so that the disk plays no part.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	TMPDIR=/dev/shm
+	export TMPDIR
+fi
+. "$SRCDIR/tests/lib.sh"
+. "$SRCDIR/tests/dns.sh"
+
+SECONDS_RUN=${BENCH_SECONDS:-30}
+CONNS=${BENCH_CONNS:-64}
+PER_CONN=${BENCH_PER_CONN:-50}
+CORPUS="$SHARED/corpora/spamassassin"
+PY=/usr/bin/python3
+GEN="$BUILDDIR/tests/bench/miltergen"
+
+cannot() {
+	echo "bench: SKIP: $*"
+	exit 77
+}
+command -v knotd >/dev/null || cannot "knotd missing (package knot)"
+command -v knotc >/dev/null || cannot "knotc missing (package knot)"
+command -v openssl >/dev/null || cannot "openssl missing"
+"$PY" -c 'import dkim, nacl, cryptography' 2>/dev/null ||
+	cannot "python3-dkim, python3-nacl or python3-cryptography missing"
+if [ "$SMOKE" -eq 0 ] && [ ! -d "$CORPUS" ]; then
+	cannot "the SpamAssassin corpus is absent ($CORPUS)"
+fi
+
+echo "bench: building edmilter and miltergen in $BUILDDIR"
+make -C "$BUILDDIR" -s edmilter bench >"$WORK/build.log" 2>&1 || {
+	cat "$WORK/build.log"
+	echo "bench: the build failed"
+	exit 1
+}
+
+# Keys: RSA 2048 for example.com, ed25519 for example.org.
+K="$WORK/keys"
+mkdir -p "$K"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+	-out "$K/rsa.pem" 2>/dev/null
+openssl genpkey -algorithm ed25519 -out "$K/ed.pem" 2>/dev/null
+P_RSA=$(openssl pkey -in "$K/rsa.pem" -pubout -outform DER | base64 -w0)
+P_ED=$(openssl pkey -in "$K/ed.pem" -pubout -outform DER | tail -c 32 |
+	base64 -w0)
+
+# The zones. The envelope is bench@example.com from 192.0.2.10
+# (mail.example.com): SPF passes; DMARC passes for the signed copies and is
+# "none" for the corpus' own From domains (NXDOMAIN from the root zone).
+dns_zone example.com <<EOZ
+@ TXT "v=spf1 ip4:192.0.2.0/24 -all"
+mail A 192.0.2.10
+mail TXT "v=spf1 a -all"
+_dmarc TXT "v=DMARC1; p=reject; sp=quarantine"
+rsa._domainkey TXT $(dns_split_txt "v=DKIM1; k=rsa; p=$P_RSA")
+EOZ
+dns_zone example.org <<EOZ
+@ TXT "v=spf1 ip4:192.0.2.0/24 -all"
+_dmarc TXT "v=DMARC1; p=quarantine"
+ed._domainkey TXT "v=DKIM1; k=ed25519; p=$P_ED"
+EOZ
+dns_zone example.net <<EOZ
+@ TXT "v=spf1 ip4:198.51.100.0/24 -all"
+_dmarc TXT "v=DMARC1; p=none"
+EOZ
+dns_start || cannot "knotd did not start"
+# The root zone, added after the start (dns.sh names zones after their
+# files): every name outside the zones above is NXDOMAIN, as it would be
+# for most senders' missing records, rather than REFUSED.
+{
+	echo "\$ORIGIN ."
+	echo "\$TTL 60"
+	echo "@ SOA ns.example.com. hostmaster.example.com. 1 3600 600 86400 60"
+	echo "@ NS ns.example.com."
+} >"$DNS_DIR/root.zone"
+cat >>"$DNS_DIR/knot.conf" <<EOC
+  - domain: .
+    file: $DNS_DIR/root.zone
+    zonefile-sync: -1
+    journal-content: none
+EOC
+knotc -c "$DNS_DIR/knot.conf" reload >"$WORK/knotc.log" 2>&1 ||
+	cannot "knotc reload failed: $(cat "$WORK/knotc.log")"
+i=0
+until kdig +time=1 +retry=0 -p "$DNS_PORT" @127.0.0.1 _dmarc.nosuch.ie TXT \
+	2>/dev/null | grep -q 'status: NXDOMAIN'; do
+	i=$((i + 1))
+	[ $i -lt 50 ] || cannot "knotd does not serve the root zone"
+	sleep 0.1
+done
+
+# The messages: the corpus (or, for --smoke, a handful of it), a signed
+# copy of every fourth, a few carrying clam.exe.
+M="$WORK/msgs"
+mkdir -p "$M/signed"
+LIST="$WORK/list"
+: >"$WORK/corpus"
+if [ -d "$CORPUS" ]; then
+	find "$CORPUS" -type f | sort >"$WORK/corpus"
+fi
+if [ "$SMOKE" -eq 1 ]; then
+	head -8 "$WORK/corpus" >"$WORK/corpus.tmp"
+	mv "$WORK/corpus.tmp" "$WORK/corpus"
+	# Without the corpus, a few messages of our own.
+	n=0
+	while [ $n -lt 6 ]; do
+		n=$((n + 1))
+		{
+			printf 'From: Someone <someone@nosuch-%d.ie>\n' $n
+			printf 'To: rcpt@example.net\nSubject: smoke %d\n' $n
+			printf 'Date: Thu, 03 Dec 2026 10:00:00 +0000\n'
+			printf 'Message-ID: <smoke.%d@nosuch.ie>\n\n' $n
+			printf 'Smoke test message %d.\n' $n
+		} >"$M/own$n.eml"
+		echo "$M/own$n.eml" >>"$WORK/corpus"
+	done
+fi
+"$PY" - "$SRCDIR/tests" "$K" "$M/signed" "$WORK/corpus" "$LIST" <<'EOPY' || exit 1
+import os, sys
+tests, keys, out, corpus, listfile = sys.argv[1:6]
+sys.path.insert(0, tests)
+import dkim
+import dkim_sign  # the keys as dkimpy takes them, the signed headers
+
+SIGNERS = [
+    (dkim_sign.private_key(os.path.join(keys, "rsa.pem")), b"rsa",
+     b"example.com", b"rsa-sha256", b"Alice <alice@example.com>"),
+    (dkim_sign.private_key(os.path.join(keys, "ed.pem")), b"ed",
+     b"example.org", b"ed25519-sha256", b"Bob <bob@example.org>"),
+]
+
+def resign(raw, signer):
+    """The message with its From replaced, signed; None if dkimpy fails."""
+    key, sel, dom, algo, frm = signer
+    raw = raw.replace(b"\r\n", b"\n")
+    if raw.startswith(b"From "):
+        raw = raw.split(b"\n", 1)[1]
+    head, sep, body = raw.partition(b"\n\n")
+    lines, skip = [b"From: " + frm], False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skip:
+                lines.append(line)
+            continue
+        skip = line.lower().startswith(b"from:")
+        if not skip:
+            lines.append(line)
+    msg = b"\n".join(lines) + b"\n\n" + body
+    try:
+        sig = dkim.sign(msg, sel, dom, key, canonicalize=(b"relaxed", b"relaxed"),
+                        signature_algorithm=algo,
+                        include_headers=dkim_sign.HEADERS, linesep=b"\n")
+    except Exception:
+        return None
+    return sig + msg
+
+files = [l.strip() for l in open(corpus) if l.strip()]
+signed = failed = 0
+with open(listfile, "w") as lst:
+    for i, f in enumerate(files):
+        if i % 4 == 1:
+            with open(f, "rb") as fh:
+                m = resign(fh.read(), SIGNERS[(i // 4) % 2])
+            if m is not None:
+                dst = os.path.join(out, "%05d.eml" % i)
+                with open(dst, "wb") as fh:
+                    fh.write(m)
+                lst.write(dst + "\n")
+                signed += 1
+                continue
+            failed += 1
+        lst.write(f + "\n")
+print("bench: %d messages, %d of them DKIM-signed copies (%d unsignable)"
+      % (len(files), signed, failed))
+EOPY
+n=0
+for f in clam.exe clam.zip clam.7z clam.tar.gz; do
+	[ -f "$TESTFILES/$f" ] || continue
+	n=$((n + 1))
+	mail_with_attachment "$f" "$TESTFILES/$f" >"$M/virus-$f.eml"
+	# Spread through the list: after line 3, 13, 23, ...
+	awk -v at=$((n * 10 - 7)) -v f="$M/virus-$f.eml" \
+		'{ print } NR == at { print f } END { if (NR < at) print f }' \
+		"$LIST" >"$LIST.tmp"
+	mv "$LIST.tmp" "$LIST"
+done
+[ $n -gt 0 ] || echo "bench: no clamav-testfiles: no infected messages"
+echo "bench: $(wc -l <"$LIST") messages in the list, $n with clam.exe"
+
+mkdir -p "$WORK/tmp"
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_ticks PID: utime + stime (fields 14 and 15; the name may hold spaces).
+cpu_ticks() {
+	sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+vmhwm_kb() {
+	awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+}
+# val FILE KEY: a value of miltergen's output.
+val() {
+	awk -v k="$2" '$1 == k { print $2 }' "$1"
+}
+
+# bench_run NAME [extra config lines]: one run; its figures in $WORK/NAME.*.
+bench_run() {
+	name=$1
+	shift
+	conf="$WORK/$name.conf"
+	MILTER_PORT=$(free_port)
+	{
+		echo "Socket inet:$MILTER_PORT@127.0.0.1"
+		echo "ClamAVDatabase $SIGS"
+		echo "TemporaryDirectory $WORK/tmp"
+		echo "AuthservID mx.bench.example"
+		echo "AllowRoot yes"
+		echo "Syslog no"
+		echo "AuthChecks yes"
+		echo "Nameservers 127.0.0.1@$DNS_PORT"
+		echo "DNSTimeout 2000"
+		echo "InternalHosts 10.0.0.0/8"
+		for l in "$@"; do echo "$l"; done
+	} >"$conf"
+	"$EDMILTER" -n -c "$conf" >"$WORK/$name.check" 2>&1 || {
+		cat "$WORK/$name.check"
+		return 1
+	}
+	: >"$WORK/milter.log"
+	start_milter "$conf" || return 1
+	gen="$GEN -s inet:$MILTER_PORT@127.0.0.1 --ip 192.0.2.10
+		--helo mail.example.com --from bench@example.com
+		--rcpt rcpt@example.net"
+	[ -n "${BENCH_QUICKACK:-}" ] && gen="$gen -Q"
+	if [ "$SMOKE" -eq 1 ]; then
+		runargs="-c 4 -m 3 -n $(wc -l <"$LIST")"
+	else
+		# A warm-up pass (the DNS cache, the allocator) not measured.
+		$gen -q -c "$CONNS" -m "$PER_CONN" -n 500 "$LIST" \
+			>"$WORK/$name.warmup" 2>&1
+		runargs="-c $CONNS -m $PER_CONN -t $SECONDS_RUN"
+	fi
+	t0=$(cpu_ticks "$MILTER_PID")
+	# shellcheck disable=SC2086
+	$gen $runargs "$LIST" >"$WORK/$name.out" 2>"$WORK/$name.err"
+	rc=$?
+	t1=$(cpu_ticks "$MILTER_PID")
+	hwm=$(vmhwm_kb "$MILTER_PID")
+	stop_milter
+	cp "$WORK/milter.log" "$WORK/$name.milter.log"
+	msgs=$(val "$WORK/$name.out" final_replies)
+	{
+		echo "cpu_ticks $((t1 - t0))"
+		echo "cpu_us_per_msg $(awk -v t=$((t1 - t0)) -v h="$CLK_TCK" \
+			-v m="${msgs:-0}" 'BEGIN { printf "%.0f", m ? t / h * 1e6 / m : 0 }')"
+		echo "vmhwm_kb $hwm"
+		echo "exit $rc"
+	} >>"$WORK/$name.out"
+	sed "s/^/raw $name /" "$WORK/$name.out"
+	if [ "$rc" -ne 0 ]; then
+		echo "bench: $name: miltergen exited $rc"
+		sed 's/^/bench:   /' "$WORK/$name.err" | head -20
+		return 1
+	fi
+	return 0
+}
+
+status=0
+bench_run rules-on "RulesPath $SRCDIR/rules/baseline.rules" || status=1
+bench_run rules-off || status=1
+
+# row NAME: one line of the table.
+row() {
+	o="$WORK/$1.out"
+	[ -s "$o" ] || return 0
+	printf '%-9s %8s %8s %8s %8s %9s %10s %9s  %s/%s/%s/%s/%s %s\n' "$1" \
+		"$(val "$o" final_replies)" "$(val "$o" msgs_per_sec)" \
+		"$(val "$o" eom_p50_us)" "$(val "$o" eom_p99_us)" \
+		"$(val "$o" eom_p999_us)" "$(val "$o" cpu_us_per_msg)" \
+		"$(($(val "$o" vmhwm_kb) / 1024))" \
+		"$(val "$o" verdict_accept)" "$(val "$o" verdict_quarantine)" \
+		"$(val "$o" verdict_reject)" "$(val "$o" verdict_tempfail)" \
+		"$(val "$o" verdict_discard)" "$(val "$o" errors)"
+}
+echo
+printf '%-9s %8s %8s %8s %8s %9s %10s %9s  %s\n' run messages msg/s \
+	p50_us p99_us p99.9_us cpu_us/msg VmHWM_MiB \
+	"accept/quarantine/reject/tempfail/discard errors"
+row rules-on
+row rules-off
+if [ "$SMOKE" -eq 1 ]; then
+	echo "(smoke: 4 connections, $(wc -l <"$LIST") messages per run)"
+else
+	echo "($CONNS connections, ${SECONDS_RUN} s per run, $PER_CONN" \
+		"messages per connection; $(nproc) CPUs," \
+		"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
+fi
+if [ -n "${BENCH_KEEP:-}" ]; then
+	mkdir -p "$BENCH_KEEP"
+	cp "$WORK"/*.out "$WORK"/*.milter.log "$BENCH_KEEP"/ 2>/dev/null
+fi
+exit $status
