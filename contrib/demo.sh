@@ -98,8 +98,25 @@ OnInfected reject
 RejectMessage message refused: virus found: %v
 AddHeaders yes
 AuthservID mx.test
+RulesPath $DEMO/rules
 EOF
+# The shipped rules, and a few of the demo's own.
+mkdir -p "$DEMO/rules"
+cp "$SRCDIR/rules/baseline.rules" "$DEMO/rules/10-baseline.rules"
+cat >"$DEMO/rules/20-demo.rules" <<'EOR'
+rule demo-blocked-sender {
+    envelope.from =~ /@spammer\.example$/
+    => reject 550 5.7.1 "sender refused by local policy"
+}
+rule demo-cheap-pills { subject =~ /cheap pills/i => score 6 }
+rule demo-macro-document {
+    attachment.name =~ /\.docm$/i
+    => quarantine "macro document held for review"
+}
+EOR
 cat "$DEMO/edmilter.conf"
+echo "--- $DEMO/rules/20-demo.rules (and the shipped rules/baseline.rules)"
+cat "$DEMO/rules/20-demo.rules"
 
 say "Starting edmilter on 127.0.0.1:$MILTER_PORT"
 MILTER_LOG="$DEMO/edmilter.log"
@@ -230,8 +247,31 @@ mime_mail "Document" "The document, old Word format." \
 mime_mail "Test" "The antivirus test file." \
 	eicar.com application/octet-stream "$DEMO/eicar.com" >"$M/09.eml"
 
-# Each line: file, expected verdict, description.
+cat >"$M/10.eml" <<EOF
+From: Deals <deals@example.org>
+To: Bob Example <bob@$PF_DOMAIN>
+Subject: Cheap pills, today only
+Date: $(LC_ALL=C date -R)
+Message-ID: <demo.pills.$$@example.org>
+
+Best prices. Unsubscribe never.
+EOF
+printf 'not really a macro document\n' >"$DEMO/budget.docm"
+mime_mail "Budget" "The budget, with macros." \
+	budget.docm application/vnd.ms-word.document.macroEnabled.12 \
+	"$DEMO/budget.docm" >"$M/11.eml"
+sed 's/^From: .*/From: Boss <boss@spammer.example>/' "$M/01.eml" >"$M/12.eml"
+printf 'MZ not really a program\n' >"$DEMO/setup.exe"
+mime_mail "Setup" "Run this." \
+	setup.exe application/octet-stream "$DEMO/setup.exe" >"$M/13.eml"
+
+# Each line: file, expected verdict, description; an envelope sender
+# other than alice@example.com follows a "|".
 cat >"$DEMO/plan" <<EOF
+10.eml tag rule score 6: cheap pills
+11.eml quarantine rule: .docm attachment
+12.eml reject rule: sender, before DATA|boss@spammer.example
+13.eml reject baseline rule: .exe attached
 01.eml accept plain text
 02.eml accept PDF + text + PNG attached
 05.eml reject clam.exe in a zip, base64
@@ -257,11 +297,13 @@ else
 fi
 
 say "Sending $(wc -l <"$DEMO/plan" | tr -d ' ') messages to 127.0.0.1:$PF_PORT"
-good=0 bad=0 delivered=0 plain=""
-printf '%-3s %-32s %-8s %-44s %s\n' "" MESSAGE VERDICT REASON "SMTP REPLY"
+good=0 bad=0 delivered=0 held=0 plain="" tagged=""
+printf '%-3s %-32s %-10s %-44s %s\n' "" MESSAGE VERDICT REASON "SMTP REPLY"
 while read -r file want desc; do
+	from=alice@example.com
+	case "$desc" in *"|"*) from=${desc#*|} desc=${desc%|*} ;; esac
 	before=$(grep -c ' verdict=' "$MILTER_LOG")
-	reply=$(pf_send "$M/$file" alice@example.com "bob@$PF_DOMAIN")
+	reply=$(pf_send "$M/$file" "$from" "bob@$PF_DOMAIN")
 	# edmilter logs its line before it answers Postfix.
 	line=$(grep ' verdict=' "$MILTER_LOG" | sed -n "$((before + 1))p")
 	verdict=$(echo "$line" | sed -n 's/.* verdict=\([a-z]*\) .*/\1/p')
@@ -272,11 +314,17 @@ while read -r file want desc; do
 		delivered=$((delivered + 1))
 		[ -n "$plain" ] || plain=$(pf_reply_qid "$reply")
 		;;
+	tag:tag:250\ *)
+		mark=ok
+		delivered=$((delivered + 1))
+		tagged=$(pf_reply_qid "$reply")
+		;;
+	quarantine:quarantine:250\ *) mark=ok held=$((held + 1)) ;;
 	reject:reject:5[0-9][0-9]\ *) mark=ok ;;
 	*) mark=BAD ;;
 	esac
 	[ "$mark" = ok ] && good=$((good + 1)) || bad=$((bad + 1))
-	printf '%-3s %-32s %-8s %-44s %s\n' "$mark" "$desc" \
+	printf '%-3s %-32s %-10s %-44s %s\n' "$mark" "$desc" \
 		"${verdict:-none}" "${reason:--}" "$reply"
 done <"$DEMO/plan"
 
@@ -293,8 +341,19 @@ f=$(pf_maildir_file "$plain")
 if [ -n "$f" ]; then
 	echo
 	echo "Headers edmilter added to the plain text message ($plain):"
-	sed '/^$/q' "$f" | grep '^X-Virus-'
+	# Each header of ours, with its folded lines.
+	sed '/^$/q' "$f" | awk '/^[^ \t]/ {
+		show = /^(X-Virus-|X-Spam-|Authentication-Results)/ } show'
 fi
+f=$(pf_maildir_file "$tagged")
+if [ -n "$f" ]; then
+	echo
+	echo "The tagged message ($tagged):"
+	sed '/^$/q' "$f" | grep '^Subject:\|^X-Spam-'
+fi
+echo
+echo "In Postfix's hold queue (quarantine): $(pf_hold_count) message(s)"
+[ "$(pf_hold_count)" -eq "$held" ] || bad=$((bad + 1))
 
 say "edmilter's log (each message line starts with Postfix's queue id)"
 cat "$MILTER_LOG"
