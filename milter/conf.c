@@ -247,8 +247,9 @@ conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
 
 		errno = 0;
 		d = strtod(val, &end);
+		/* Written so that NaN ("nan") is out of range too. */
 		if (end == val || *end != '\0' || errno != 0 ||
-		    d < (double)k->min || d > (double)k->max) {
+		    !(d >= (double)k->min && d <= (double)k->max)) {
 			snprintf(err, errlen,
 				 "expected a decimal number from %lld to %lld",
 				 k->min, k->max);

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -168,6 +169,9 @@ struct conn {
 	size_t wlen, wcap;
 };
 
+static void die(const char *what) __attribute__((noreturn));
+static void usage(void) __attribute__((noreturn));
+
 static void
 die(const char *what)
 {
@@ -242,8 +246,8 @@ load_message(struct message *m, const char *path)
 		p = (eol = memchr(p, '\n', (size_t)(end - p))) ? eol + 1 : end;
 
 	/* Headers. */
-	while (p < end && *p != '\n' && !(*p == '\r' && p + 1 < end &&
-					    p[1] == '\n')) {
+	while (p < end && *p != '\n' &&
+	       !(*p == '\r' && p + 1 < end && p[1] == '\n')) {
 		char *colon, *v, *val;
 		size_t vlen = 0, vcap = 0;
 
@@ -255,9 +259,8 @@ load_message(struct message *m, const char *path)
 			break;
 		}
 		if (m->nhdrs == hcap)
-			m->hdrs = xrealloc(m->hdrs,
-					   (hcap = hcap * 2 + 16) *
-					       sizeof(*m->hdrs));
+			m->hdrs = xrealloc(m->hdrs, (hcap = hcap * 2 + 16) *
+							sizeof(*m->hdrs));
 		m->hdrs[m->nhdrs].name = xstrndup(p, (size_t)(colon - p));
 		val = NULL;
 		v = colon + 1;
@@ -319,8 +322,8 @@ load_list(const char *list)
 		if (l == 0 || line[0] == '#')
 			continue;
 		if (ncorpus == cap)
-			corpus = xrealloc(corpus,
-					  (cap = cap * 2 + 64) * sizeof(*corpus));
+			corpus = xrealloc(corpus, (cap = cap * 2 + 64) *
+						      sizeof(*corpus));
 		if (load_message(&corpus[ncorpus], line) == 0)
 			ncorpus++;
 	}
@@ -506,8 +509,7 @@ conn_open(struct conn *c)
 		return -1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(c->fd, (struct sockaddr *)&opt_addr, sizeof(opt_addr)) <
-	    0)
+	if (connect(c->fd, (struct sockaddr *)&opt_addr, sizeof(opt_addr)) < 0)
 		return -1;
 
 	cmd_start(c, C_OPTNEG);
@@ -571,9 +573,8 @@ static void
 add_latency(struct worker *w, long us)
 {
 	if (w->nlat == w->caplat)
-		w->lat = xrealloc(w->lat,
-				  (w->caplat = w->caplat * 2 + 4096) *
-				      sizeof(*w->lat));
+		w->lat = xrealloc(w->lat, (w->caplat = w->caplat * 2 + 4096) *
+					      sizeof(*w->lat));
 	w->lat[w->nlat++] = us;
 }
 
@@ -613,8 +614,7 @@ send_message(struct worker *w, struct conn *c, const struct message *m)
 			return -1;
 		if (r == R_CONTINUE)
 			accepted_rcpts++;
-		else if (r != R_REJECT && r != R_TEMPFAIL &&
-			 r != R_REPLYCODE)
+		else if (r != R_REJECT && r != R_TEMPFAIL && r != R_REPLYCODE)
 			goto early; /* accept or discard: the whole message */
 	}
 	if (accepted_rcpts == 0) {
@@ -845,6 +845,7 @@ main(int argc, char **argv)
 	size_t nlat = 0;
 	double t0, t1, secs;
 	bool have_sock = false;
+	struct rusage ru0, ru;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "s:c:n:t:m:qQ", longopts, NULL)) !=
@@ -882,8 +883,9 @@ main(int argc, char **argv)
 			opt_from = bracket(optarg);
 			break;
 		case 'R':
-			opt_rcpts = xrealloc(opt_rcpts, (size_t)(opt_nrcpts + 1) *
-							    sizeof(*opt_rcpts));
+			opt_rcpts =
+			    xrealloc(opt_rcpts, (size_t)(opt_nrcpts + 1) *
+						    sizeof(*opt_rcpts));
 			opt_rcpts[opt_nrcpts++] = bracket(optarg);
 			break;
 		default:
@@ -906,6 +908,7 @@ main(int argc, char **argv)
 	ws = calloc((size_t)opt_conns, sizeof(*ws));
 	if (ws == NULL)
 		die("calloc");
+	getrusage(RUSAGE_SELF, &ru0);
 	t0 = now_s();
 	for (int i = 0; i < opt_conns; i++) {
 		ws[i].id = i;
@@ -914,8 +917,8 @@ main(int argc, char **argv)
 	}
 	if (opt_secs > 0) {
 		while (now_s() - t0 < opt_secs) {
-			bool all_done = opt_msgs >= 0 &&
-					atomic_load(&next_msg) >= opt_msgs;
+			bool all_done =
+			    opt_msgs >= 0 && atomic_load(&next_msg) >= opt_msgs;
 
 			if (all_done)
 				break;
@@ -933,7 +936,9 @@ main(int argc, char **argv)
 	lat = xrealloc(NULL, (nlat + 1) * sizeof(*lat));
 	nlat = 0;
 	for (int i = 0; i < opt_conns; i++) {
-		memcpy(lat + nlat, ws[i].lat, ws[i].nlat * sizeof(*lat));
+		if (ws[i].nlat > 0)
+			memcpy(lat + nlat, ws[i].lat,
+			       ws[i].nlat * sizeof(*lat));
 		nlat += ws[i].nlat;
 		total_done += ws[i].done;
 		errors += ws[i].errors;
@@ -958,6 +963,14 @@ main(int argc, char **argv)
 	printf("eom_max_us %ld\n", nlat ? lat[nlat - 1] : 0L);
 	for (int v = 0; v < V_COUNT; v++)
 		printf("verdict_%s %ld\n", verdict_names[v], verdicts[v]);
+	/* Our own CPU time during the run: the share of the machine the
+	 * load itself takes. */
+	getrusage(RUSAGE_SELF, &ru);
+	printf("gen_cpu_s %.3f\n",
+	       (double)(ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+		   (double)(ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+		   (double)(ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
+		   (double)(ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6);
 	for (int i = 0; i < opt_conns; i++)
 		free(ws[i].lat);
 	free(ws);
