@@ -9,7 +9,7 @@ libmilter-dev libclamav-dev libspf2-dev libopendkim-dev libopendmarc-dev
 libpcre2-dev libunbound-dev libevent-dev libgmime-3.0-dev publicsuffix
 clamav-testfiles postfix miltertest zip python3 swaks
 knot knot-dnsutils openssl python3-yaml python3-dkim python3-nacl
-python3-cryptography"
+python3-cryptography clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do
