@@ -29,6 +29,7 @@ struct rules_input {
 	const struct mime_result *mime; /* NULL before end of DATA */
 	const char *rcpt;		/* at RCPT: the recipient being added */
 	bool virus;			/* ClamAV found something */
+	bool virus_unknown;		/* ClamAV could not scan: no value */
 	const char *virus_name;
 	const char *spf, *dkim, *dmarc; /* result names; NULL: not checked */
 };

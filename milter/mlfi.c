@@ -46,6 +46,24 @@ mlfi_drain(void)
 
 static sfsistat mlfi_cont(const struct mlfi_conn *c, unsigned long nr);
 
+/*
+ * smfi_setreply with the text's '%' written "%%": libmilter reads the
+ * text as a format and drops one with a lone '%'.
+ */
+static int
+mlfi_setreply(SMFICTX *ctx, const struct verdict *v)
+{
+	char text[2 * sizeof(v->text)], *o = text;
+
+	for (const char *p = v->text; *p; p++) {
+		if (*p == '%')
+			*o++ = '%';
+		*o++ = *p;
+	}
+	*o = '\0';
+	return smfi_setreply(ctx, (char *)v->rcode, (char *)v->xcode, text);
+}
+
 /* The protocol flags: no reply where no rule may answer early. */
 static unsigned long
 mlfi_proto(const struct snap *s)
@@ -84,9 +102,7 @@ mlfi_answer(SMFICTX *ctx, struct mlfi_conn *c, enum action a,
 		verdict_action_name(a), v->reason);
 	if (a == ACT_DISCARD)
 		return SMFIS_DISCARD;
-	if (v->rcode[0] != '\0' &&
-	    smfi_setreply(ctx, (char *)v->rcode, (char *)v->xcode,
-			  (char *)v->text) != MI_SUCCESS)
+	if (v->rcode[0] != '\0' && mlfi_setreply(ctx, v) != MI_SUCCESS)
 		log_qid(LOG_WARNING, c->msg.qid, "reply refused by libmilter");
 	return a == ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
 }
@@ -404,8 +420,7 @@ mlfi_eom(SMFICTX *ctx)
 	case ACT_REJECT:
 	case ACT_TEMPFAIL:
 		if (r.verdict.rcode[0] != '\0' &&
-		    smfi_setreply(ctx, r.verdict.rcode, r.verdict.xcode,
-				  r.verdict.text) != MI_SUCCESS)
+		    mlfi_setreply(ctx, &r.verdict) != MI_SUCCESS)
 			log_qid(LOG_WARNING, c->msg.qid,
 				"reply refused by libmilter");
 		ret = r.verdict.action == ACT_REJECT ? SMFIS_REJECT

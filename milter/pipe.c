@@ -377,6 +377,7 @@ pipe_rules(const struct snap *s, struct msg *m, struct pipe_session *ps,
 	in.m = m;
 	in.mime = &r->mime;
 	in.virus = r->av.status == AV_INFECTED;
+	in.virus_unknown = r->av.status == AV_ERROR;
 	in.virus_name = in.virus ? r->av.name : NULL;
 	if (r->auth_checked) {
 		in.spf = spf_result_name(r->spf_mail.result);

@@ -211,7 +211,11 @@ struct rules_parser {
 	int pcol;	 /* where a pattern's text starts */
 	bool want_regex; /* the previous token was =~ or !~ */
 	bool quiet;	 /* skipping after an error: report nothing */
+	int depth;	 /* nesting of not and parentheses */
 };
+
+/* Deeper conditions are an error, not a stack overflow. */
+#define RULES_MAX_NESTING 200
 
 static void rules_node_free(struct rules_node *n);
 
@@ -283,6 +287,11 @@ rules_lex_string(struct rules_parser *ps)
 		return;
 	}
 	rules_adv(ps);
+	if (memchr(ps->text.data ? ps->text.data : "", '\0', ps->text.len)) {
+		rules_error(ps, ps->tline, ps->tcol, "NUL byte in a string");
+		ps->tok = TK_ERROR;
+		return;
+	}
 	ps->tok = TK_STRING;
 }
 
@@ -495,14 +504,17 @@ rules_parse_size(const char *s, unsigned long long *out)
 	v = strtoull(s, &end, 10);
 	if (errno != 0)
 		return -1;
+	unsigned long long mult = 1;
+
 	if (*end == 'K' || *end == 'k')
-		v *= 1024ULL, end++;
+		mult = 1024ULL, end++;
 	else if (*end == 'M' || *end == 'm')
-		v *= 1024ULL * 1024, end++;
+		mult = 1024ULL * 1024, end++;
 	else if (*end == 'G' || *end == 'g')
-		v *= 1024ULL * 1024 * 1024, end++;
-	if (*end != '\0')
-		return -1;
+		mult = 1024ULL * 1024 * 1024, end++;
+	if (*end != '\0' || v > (1ULL << 52) / mult)
+		return -1; /* junk, or larger than any message */
+	v *= mult;
 	*out = v;
 	return 0;
 }
@@ -675,8 +687,29 @@ static struct rules_node *rules_parse_or(struct rules_parser *ps,
 					 enum rules_stage *stage);
 
 /* not X, ( X ), or a test. */
+static struct rules_node *rules_parse_unary1(struct rules_parser *ps,
+					     enum rules_stage *stage);
+
+/* Bounds the nesting of not and parentheses: the parser recurses. */
 static struct rules_node *
 rules_parse_unary(struct rules_parser *ps, enum rules_stage *stage)
+{
+	struct rules_node *n;
+
+	if (ps->depth >= RULES_MAX_NESTING) {
+		rules_error(ps, ps->tline, ps->tcol,
+			    "condition nested deeper than %d",
+			    RULES_MAX_NESTING);
+		return NULL;
+	}
+	ps->depth++;
+	n = rules_parse_unary1(ps, stage);
+	ps->depth--;
+	return n;
+}
+
+static struct rules_node *
+rules_parse_unary1(struct rules_parser *ps, enum rules_stage *stage)
 {
 	struct rules_node *n, *c;
 
@@ -792,9 +825,41 @@ rules_parse_reply(struct rules_parser *ps, struct rules_action *a)
 				    "reply text: write %%%% for a %%");
 			return -1;
 		}
+	/* Stored plain: "%%" is one percent sign, escaped again for
+	 * libmilter when the reply is sent. */
 	a->text = xstrdup(ps->text.data);
+	for (char *w = a->text, *q = a->text;; q++) {
+		*w++ = *q;
+		if (*q == '\0')
+			break;
+		if (q[0] == '%' && q[1] == '%')
+			q++;
+	}
 	rules_next(ps);
 	return 0;
+}
+
+/* Headers of edmilter's own, and those a rule must not duplicate. */
+static bool
+rules_header_reserved(const char *s)
+{
+	static const char *names[] = {"From",
+				      "Subject",
+				      "Received",
+				      "Authentication-Results",
+				      "Received-SPF",
+				      "Return-Path",
+				      "Message-ID",
+				      "Date",
+				      "To"};
+
+	if (strncasecmp(s, "X-Virus-", 8) == 0 ||
+	    strncasecmp(s, "X-Spam-", 7) == 0)
+		return true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+		if (strcasecmp(s, names[i]) == 0)
+			return true;
+	return false;
 }
 
 /* A header name: printable ASCII without ':' or space. */
@@ -892,6 +957,12 @@ rules_parse_action(struct rules_parser *ps, struct rules_action *a)
 		if (!rules_header_name_ok(a->hname)) {
 			rules_error(ps, ps->tline, ps->tcol,
 				    "bad header name \"%.40s\"", a->hname);
+			return -1;
+		}
+		if (rules_header_reserved(a->hname)) {
+			rules_error(ps, ps->tline, ps->tcol,
+				    "header \"%.40s\" is not a rule's to add",
+				    a->hname);
 			return -1;
 		}
 		if (ps->tok != TK_STRING) {
@@ -1129,7 +1200,8 @@ rules_load_dir(const char *path, DIR *d, struct rules *rs, struct errlist *errs)
 		names = xrealloc(names, (n + 1) * sizeof(*names));
 		names[n++] = xstrdup(de->d_name);
 	}
-	qsort(names, n, sizeof(*names), rules_cmp);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), rules_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct buf p = {0};
 
@@ -1605,6 +1677,9 @@ rules_test_any(struct rules_ctx *c, const struct rules_test *t)
 	case T_SIZE:
 		return rules_num_test(c, t, m->size);
 	case T_VIRUS:
+		/* Not scanned: no value, so no test on it holds. */
+		if (in->virus_unknown)
+			return false;
 		if (in->virus == t->truth && in->virus)
 			rules_note(
 			    c, in->virus_name ? in->virus_name : "true",

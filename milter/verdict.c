@@ -74,10 +74,7 @@ verdict_reply(struct verdict *v, const char *rcode, const char *xcode,
 	util_safe(v->rcode, sizeof(v->rcode), rcode, true);
 	util_safe(v->xcode, sizeof(v->xcode), xcode, true);
 	util_safe(v->text, sizeof(v->text), text, false);
-	/* libmilter treats '%' in a reply as a format character. */
-	for (char *p = v->text; *p; p++)
-		if (*p == '%')
-			*p = '?';
+	/* Plain text: mlfi escapes '%' for libmilter when it replies. */
 }
 
 void

@@ -96,4 +96,43 @@ like "$(grep 'no key set' "$MILTER_LOG")" \
 	"an empty config is not taken at reload"
 stop_milter
 
+# 5. Rules files built to break the parser: each is an error naming its
+# place, never a crash (one once overflowed the stack, live at reload).
+RC="$WORK/rc.conf"
+rules_check() { # rules_check FILE: what edmilter -n says of it
+	write_conf "$RC" "RulesPath $1"
+	"$EDMILTER" -n -c "$RC" 2>&1
+}
+/usr/bin/python3 -c 'print("rule a { " + "(" * 10000 + "subject =~ /hi/" + ")" * 10000 + " => score 1 }")' \
+	>"$WORK/deep.rules"
+like "$(rules_check "$WORK/deep.rules")" \
+	'deep\.rules:1:[0-9]+: condition nested deeper than 200' \
+	"10,000 nested parentheses: an error, not a crash"
+/usr/bin/python3 -c 'print("rule a { " + "not " * 100000 + "subject =~ /hi/ => score 1 }")' \
+	>"$WORK/nots.rules"
+like "$(rules_check "$WORK/nots.rules")" 'nested deeper than 200' \
+	"100,000 nots: an error, not a crash"
+mkdir -p "$WORK/emptydir"
+is "$(rules_check "$WORK/emptydir")" "configuration OK" \
+	"a rules folder with no *.rules file: no rules"
+printf 'rule a { subject == "h\000i" => score 1 }\n' >"$WORK/nul.rules"
+like "$(rules_check "$WORK/nul.rules")" 'nul\.rules:1:[0-9]+: NUL byte in a string' \
+	"a NUL byte in a string is an error"
+printf 'rule a { size > 18014398509481984K => score 1 }\n' >"$WORK/big.rules"
+like "$(rules_check "$WORK/big.rules")" 'big\.rules:1:' \
+	"a size past 2^64 is an error, not a wrap"
+printf 'rule a { size > 1 => header "X-Virus-Status" "Clean" }\n' \
+	>"$WORK/res.rules"
+like "$(rules_check "$WORK/res.rules")" 'is not a rule.s to add' \
+	"a rule may not add X-Virus-Status"
+
+# 6. "virus == false" has no value when ClamAV could not scan.
+printf 'rule v1 { virus == false => score 7 }\n' >"$WORK/v.rules"
+write_conf "$RC" "RulesPath $WORK/v.rules" "MaxMessageSize 1K"
+eicar >"$WORK/e.com"
+mail_with_attachment e.com "$WORK/e.com" >"$WORK/big.eml"
+head -c 3000 /dev/zero | tr '\0' x >>"$WORK/big.eml"
+j=$("$EDMSCAN" -c "$RC" --json "$WORK/big.eml" 2>/dev/null)
+like "$j" '"rules":\{"score":0\.0' "virus == false does not hold unscanned"
+
 done_testing

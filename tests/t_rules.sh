@@ -21,7 +21,7 @@ cp "$SRCDIR/rules/baseline.rules" "$RULES/10-baseline.rules"
 cat >"$RULES/20-local.rules" <<'EOR'
 rule block-sender {
     envelope.from =~ /@spammer\.example$/
-    => reject 550 5.7.1 "sender refused by local policy"
+    => reject 550 5.7.1 "sender refused by local policy (100%% sure)"
 }
 rule no-such-user {
     envelope.rcpt == "nobody@example.net"
@@ -59,8 +59,8 @@ msg() { # msg SUBJECT [extra header]
 # Early refusals: the client never gets to DATA.
 msg "hello" >"$M/plain.eml"
 reply=$(pf_send "$M/plain.eml" boss@spammer.example)
-like "$reply" '^550 5\.7\.1 sender refused by local policy' \
-	"a rule on the sender refuses before DATA"
+is "$reply" '550 5.7.1 sender refused by local policy (100% sure)' \
+	"a rule on the sender refuses before DATA, a %% written as one %"
 grep -q "milter-reject: \(MAIL\|RCPT\) from .*: 550 5.7.1 sender refused by local policy" \
 	"$PF_LOG"
 ok $? "Postfix logged the refusal at MAIL or RCPT, not at DATA"

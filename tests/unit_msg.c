@@ -129,8 +129,8 @@ test_safe(void)
 	util_safe(out, sizeof(out), "0123456789abcdefghij", false);
 	is_str(out, "0123456789ab...", "long values are cut and marked");
 	verdict_reply(&v, "550", "5.7.0", "100% bad\r\nInjected: yes");
-	is_str(v.text, "100? bad??Injected: yes",
-	       "a reply cannot carry CR, LF or a format percent");
+	is_str(v.text, "100% bad??Injected: yes",
+	       "a reply cannot carry CR or LF; a percent stays plain text");
 }
 
 /* A message carrying the test program, as a mail client sends it. */
@@ -182,7 +182,7 @@ test_pipe(void)
 	is_str(r.verdict.rcode, "550", "reply code");
 	is_str(r.verdict.xcode, "5.7.0", "enhanced code");
 	is_str(r.verdict.text,
-	       "virus Edmilter.Test.Eicar.UNOFFICIAL here, 100? sure",
+	       "virus Edmilter.Test.Eicar.UNOFFICIAL here, 100% sure",
 	       "RejectMessage with %%v expanded");
 	ok(r.verdict.nops == 4, "four header changes (%zu)", r.verdict.nops);
 	op_str(&r.verdict, 0, op, sizeof(op));
