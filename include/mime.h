@@ -20,6 +20,8 @@ struct mime_limits {
 struct mime_part {
 	char *type;	 /* declared content type, lower case: "text/plain" */
 	char *name;	 /* file name as a client shows it; NULL for none */
+	char *alt_name;	 /* another name some client may show instead
+			    (Content-Type name=, a second filename=) */
 	size_t size;	 /* bytes once the transfer encoding is undone */
 	int depth;	 /* containers around it; 0 for a single-part message */
 	bool attachment; /* disposition attachment, or named and not inline */

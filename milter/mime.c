@@ -146,6 +146,10 @@ mime_clean_name(const char *s)
 		n--;
 	} else if (n > 0 && s[n - 1] == '"' && s[0] != '"')
 		n--;
+
+	/* Windows drops trailing dots and spaces: "x.exe." is x.exe. */
+	while (n > 1 && (s[n - 1] == '.' || s[n - 1] == ' '))
+		n--;
 	return xstrndup(s, n);
 }
 
@@ -199,6 +203,46 @@ mime_name(GMimeObject *o)
 		name = NULL;
 	}
 	return name;
+}
+
+/*
+ * Another name some client may show instead of name: the Content-Type
+ * name= beside a disposition filename=, or a second, different filename=.
+ * NULL when there is none.
+ */
+static char *
+mime_alt_name(GMimeObject *o, const char *name)
+{
+	GMimeContentDisposition *d = g_mime_object_get_content_disposition(o);
+	GMimeParamList *lists[2] = {
+	    g_mime_content_type_get_parameters(
+		g_mime_object_get_content_type(o)),
+	    d ? g_mime_content_disposition_get_parameters(d) : NULL,
+	};
+	static const char *params[2] = {"name", "filename"};
+
+	if (name == NULL)
+		return NULL;
+	for (int k = 0; k < 2; k++) {
+		int n = lists[k] ? g_mime_param_list_length(lists[k]) : 0;
+
+		for (int i = 0; i < n; i++) {
+			GMimeParam *p =
+			    g_mime_param_list_get_parameter_at(lists[k], i);
+			const char *v = g_mime_param_get_value(p);
+			char *c;
+
+			if (g_ascii_strcasecmp(g_mime_param_get_name(p),
+					       params[k]) != 0 ||
+			    v == NULL || *v == '\0')
+				continue;
+			c = mime_clean_name(v);
+			if (*c != '\0' && strcmp(c, name) != 0)
+				return c;
+			free(c);
+		}
+	}
+	return NULL;
 }
 
 /* Decodes a part's content (transfer encoding undone); NULL on failure. */
@@ -322,6 +366,7 @@ mime_leaf(struct mime_walk *w, GMimePart *part, int depth)
 	for (char *s = mp->type; *s; s++)
 		*s = g_ascii_tolower(*s);
 	mp->name = mime_name(o);
+	mp->alt_name = mime_alt_name(o, mp->name);
 	mp->size = raw->len;
 	mp->depth = depth;
 	mp->attachment =
@@ -510,6 +555,7 @@ mime_result_free(struct mime_result *r)
 	for (size_t i = 0; i < r->nparts; i++) {
 		free(r->parts[i].type);
 		free(r->parts[i].name);
+		free(r->parts[i].alt_name);
 	}
 	free(r->parts);
 	buf_free(&r->text);

@@ -229,7 +229,10 @@ msg_add_header(struct msg *m, const char *name, const char *raw)
 	 */
 	if (raw == NULL)
 		raw = "";
-	m->hdrs = xrealloc(m->hdrs, (m->nhdrs + 1) * sizeof(*m->hdrs));
+	/* Grown by doubling: 40,000 headers must not cost 40,000 copies. */
+	if ((m->nhdrs & (m->nhdrs - 1)) == 0)
+		m->hdrs = xrealloc(m->hdrs, (m->nhdrs ? m->nhdrs * 2 : 1) *
+						sizeof(*m->hdrs));
 	h = &m->hdrs[m->nhdrs++];
 	h->name = xstrdup(name);
 	h->raw = xstrndup(raw, m->truncated && strlen(raw) > MSG_CUT_HEADER

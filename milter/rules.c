@@ -1619,6 +1619,9 @@ rules_test_parts(struct rules_ctx *c, const struct rules_test *t)
 			r = rules_str_test_s(
 			    c, t,
 			    t->target == T_ATT_NAME ? pt->name : pt->type);
+		/* Every name some client may show is tested. */
+		if (!r && t->target == T_ATT_NAME && pt->alt_name != NULL)
+			r = rules_str_test_s(c, t, pt->alt_name);
 		if (r)
 			return true;
 	}

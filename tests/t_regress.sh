@@ -135,4 +135,23 @@ head -c 3000 /dev/zero | tr '\0' x >>"$WORK/big.eml"
 j=$("$EDMSCAN" -c "$RC" --json "$WORK/big.eml" 2>/dev/null)
 like "$j" '"rules":\{"score":0\.0' "virus == false does not hold unscanned"
 
+# 7. An attachment's other names: every name some client may show is
+# tested by the baseline rules, trailing dots dropped as Windows does.
+write_conf "$RC" "RulesPath $SRCDIR/rules/baseline.rules"
+for disp in 'attachment; filename="a.txt"|name="invoice.exe"' \
+	'attachment; filename="a.txt"; filename="invoice.exe"|name="a.txt"' \
+	'attachment; filename="invoice.exe."|name="x"'; do
+	{
+		printf 'From: a@example.org\nSubject: names\nMIME-Version: 1.0\n'
+		printf 'Content-Type: multipart/mixed; boundary="B"\n\n--B\n'
+		printf 'Content-Type: text/plain\n\nsee attached\n--B\n'
+		printf 'Content-Type: application/octet-stream; %s\n' "${disp#*|}"
+		printf 'Content-Disposition: %s\n' "${disp%|*}"
+		printf 'Content-Transfer-Encoding: base64\n\nTVogbm90IHJlYWxseQ==\n--B--\n'
+	} >"$WORK/names.eml"
+	j=$("$EDMSCAN" -c "$RC" --json "$WORK/names.eml" 2>/dev/null)
+	like "$j" '"verdict":"reject".*"name":"executable-attachment"' \
+		"refused: $disp"
+done
+
 done_testing
