@@ -274,3 +274,13 @@ pf_maildir_file() {
 	grep -lE "with [A-Z]+ id $1([;[:space:]]|\$)" "$PF_MAILDIR"/new/* \
 		"$PF_MAILDIR"/cur/* 2>/dev/null | head -1
 }
+
+# pf_show_logs: both logs, when a test failed (the TAP lines alone say
+# little); meant to run first at exit, while the logs are still there.
+pf_show_logs() {
+	[ "$T_FAILED" -eq 0 ] && return 0
+	echo "# --- edmilter log"
+	sed 's/^/#   /' "$WORK/milter.log" 2>/dev/null | tail -40
+	echo "# --- postfix maillog"
+	sed 's/^/#   /' "${PF_LOG:-/dev/null}" 2>/dev/null | tail -60
+}

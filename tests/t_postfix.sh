@@ -20,17 +20,9 @@ EICAR_SIG=Edmilter.Test.Eicar.UNOFFICIAL
 M="$WORK/msgs"
 mkdir -p "$M"
 
-# Shows both logs when something failed: the TAP lines alone say little.
-show_logs() {
-	[ "$T_FAILED" -eq 0 ] && return 0
-	echo "# --- edmilter log"
-	sed 's/^/#   /' "$WORK/milter.log" 2>/dev/null | tail -40
-	echo "# --- postfix maillog"
-	sed 's/^/#   /' "${PF_LOG:-/dev/null}" 2>/dev/null | tail -60
-}
 # Runs first at exit, while the logs are still there.
 # shellcheck disable=SC2034
-CLEANUP="show_logs pf_stop"
+CLEANUP="pf_show_logs pf_stop"
 
 # milter_conf FILE [LINES...]: a config on the port Postfix was given.
 milter_conf() {

@@ -27,14 +27,7 @@ sel._domainkey TXT $(dns_split_txt "v=DKIM1; k=rsa; p=$P")
 EOZ
 dns_start || { echo "1..0 # SKIP knotd did not start"; exit 0; }
 
-show_logs() {
-	[ "$T_FAILED" -eq 0 ] && return 0
-	echo "# --- edmilter log"
-	sed 's/^/#   /' "$WORK/milter.log" 2>/dev/null | tail -30
-	echo "# --- postfix maillog"
-	sed 's/^/#   /' "${PF_LOG:-/dev/null}" 2>/dev/null | tail -30
-}
-CLEANUP="show_logs pf_stop"
+CLEANUP="pf_show_logs pf_stop"
 
 # 127.0.0.1 is no internal host here: every check runs.
 CONF="$WORK/edmilter.conf"

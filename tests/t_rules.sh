@@ -31,14 +31,7 @@ rule spammy-subject { subject =~ /cheap pills/i => score 6 }
 rule hold-me { header "X-Hold" =~ /^yes$/ => quarantine "held by rule" }
 EOR
 
-show_logs() {
-	[ "$T_FAILED" -eq 0 ] && return 0
-	echo "# --- edmilter log"
-	sed 's/^/#   /' "$WORK/milter.log" 2>/dev/null | tail -30
-	echo "# --- postfix maillog"
-	sed 's/^/#   /' "${PF_LOG:-/dev/null}" 2>/dev/null | tail -30
-}
-CLEANUP="show_logs pf_stop"
+CLEANUP="pf_show_logs pf_stop"
 
 CONF="$WORK/edmilter.conf"
 write_conf "$CONF" "RulesPath $RULES"
