@@ -15,9 +15,21 @@ enum av_status {
 	AV_ERROR,
 };
 
+/* Why a scan gave AV_ERROR: each has its own action in the config. */
+enum av_failure {
+	AVF_NONE,
+	AVF_NO_ENGINE, /* no database loaded */
+	AVF_ERROR,     /* libclamav or the temporary directory failed */
+	AVF_TIMEOUT,   /* ClamAVMaxScanTime */
+	AVF_LIMIT,     /* a size, file or recursion limit of libclamav */
+	AVF_OVERSIZE,  /* the message is over MaxMessageSize */
+	AVF_INTERNAL,  /* the message could not be assembled */
+};
+
 struct av_result {
 	enum av_status status;
-	char name[256]; /* signature name, when infected */
+	enum av_failure failure; /* with AV_ERROR */
+	char name[256];		 /* signature name, when infected */
 	char error[512];
 	unsigned ms;
 };
@@ -39,5 +51,21 @@ unsigned av_signatures(const struct av_engine *e);
 void av_scan(struct av_engine *e, const char *p, size_t len,
 	     struct av_result *r);
 const char *av_status_name(enum av_status s);
+
+/*
+ * The database folder as a load found it, to tell on an interval whether
+ * it changed since (ClamAVCheckInterval, as clamd's SelfCheck).
+ */
+struct av_watch;
+
+/* Notes the state of dir now; a folder that cannot be read is noted so. */
+struct av_watch *av_watch_new(const char *dir);
+/*
+ * 1 when a database file was added, changed or removed since, or the
+ * folder appeared or went; else 0.
+ */
+int av_watch_changed(const struct av_watch *w);
+const char *av_watch_dir(const struct av_watch *w);
+void av_watch_free(struct av_watch *w);
 
 #endif

@@ -10,7 +10,7 @@
 #include "util.h"
 #include "verdict.h"
 
-#define CONF_MAX_KEYS 64
+#define CONF_MAX_KEYS 96
 
 struct conf {
 	char *path;
@@ -39,7 +39,18 @@ struct conf {
 	long clamav_max_scantime;
 	char *tmpdir;
 	enum action on_infected;
+	long clamav_check_interval; /* seconds; 0: only on SIGUSR1 */
+
+	/*
+	 * What to do when a check could not be made (accept with a header,
+	 * quarantine, tempfail or reject): one key per kind of failure.
+	 */
+	enum action on_no_engine;
 	enum action on_scan_error;
+	enum action on_scan_timeout;
+	enum action on_scan_limit;
+	enum action on_oversize;
+	enum action on_internal_error;
 	char *reject_message;
 	char *tag_subject;
 	bool add_headers;
@@ -56,6 +67,7 @@ struct conf {
 	enum action on_dmarc_reject;
 	enum action on_dmarc_quarantine;
 	enum action on_auth_temp_error;
+	enum action on_auth_perm_error;
 
 	/* Rules and scores. */
 	char *rules_path;
@@ -66,6 +78,14 @@ struct conf {
 	long mime_max_depth;
 	long mime_max_parts;
 	long long mime_max_decoded;
+	enum action on_mime_limit;
+
+	/* Limits of the SMTP transaction. */
+	long max_headers;
+	long long max_header_size;
+	enum action on_header_limit;
+	long max_recipients;
+	enum action on_recipient_limit;
 	struct cidr *internal;
 	size_t ninternal;
 };

@@ -51,7 +51,12 @@ struct msg {
 	size_t size;  /* bytes of the message seen, kept or not */
 	size_t limit; /* bytes to keep; beyond it the message is cut */
 	bool truncated;
-	char *failed; /* an internal error that makes the verdict tempfail */
+	char *failed; /* an internal error: the message could not be kept */
+
+	/* Header limits (0: none); over_headers says which was passed. */
+	size_t max_headers;
+	size_t max_header_size;
+	char *over_headers;
 };
 
 void msg_init(struct msg *m, size_t limit);

@@ -16,8 +16,38 @@
 #include "spf.h"
 #include "verdict.h"
 
+/*
+ * The kinds of failure that leave a check undone; each has its key in the
+ * config (OnNoEngine, ...) saying what becomes of the message.
+ */
+enum pipe_fb {
+	FB_NO_ENGINE,
+	FB_SCAN_ERROR,
+	FB_SCAN_TIMEOUT,
+	FB_SCAN_LIMIT,
+	FB_OVERSIZE,
+	FB_INTERNAL,
+	FB_DNS_TEMP,
+	FB_DNS_PERM,
+	FB_MIME_LIMIT,
+	FB_HEADER_LIMIT,
+	FB_RCPT_LIMIT,
+};
+
+#define PIPE_MAX_FB 8
+
+struct pipe_fallback {
+	enum pipe_fb kind;
+	enum action action;
+	char detail[300];
+};
+
 struct pipe_report {
 	struct av_result av;
+
+	/* What could not be checked, and the action each one took. */
+	struct pipe_fallback fb[PIPE_MAX_FB];
+	size_t nfb;
 
 	/* Sender authentication; spf and dmarc only when auth_checked. */
 	bool auth_on;	   /* AuthChecks yes: DKIM ran, a header is made */
@@ -74,6 +104,17 @@ enum action pipe_early(const struct snap *s, const struct msg *m,
 void pipe_run(const struct snap *s, struct msg *m, struct pipe_session *ps,
 	      struct pipe_report *r);
 void pipe_report_free(struct pipe_report *r);
+/* The config key, the check and the name of a kind of failure. */
+const char *pipe_fb_key(enum pipe_fb kind);
+const char *pipe_fb_name(enum pipe_fb kind);
+enum action pipe_fb_action(const struct conf *c, enum pipe_fb kind);
+/*
+ * A recipient past MaxRecipients, at RCPT: ACT_ACCEPT to take it (the end
+ * of DATA then applies OnRecipientLimit's accept or quarantine), or the
+ * refusal (reply in v).
+ */
+enum action pipe_rcpt_limit(const struct conf *c, const struct msg *m,
+			    struct verdict *v);
 /* The one summary line of a message, at info level. */
 void pipe_log(const struct msg *m, const struct pipe_report *r);
 

@@ -5,6 +5,7 @@
  * Messages are scanned from memory, every parser on; libclamav's own
  * temporary files go into a private directory that dies with the engine.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdatomic.h>
@@ -215,16 +216,19 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 	memset(r, 0, sizeof(*r));
 	if (e == NULL) {
 		r->status = AV_ERROR;
+		r->failure = AVF_NO_ENGINE;
 		snprintf(r->error, sizeof(r->error),
 			 "no virus database loaded");
 		return;
 	}
 	if (av_tmpdir_ok(e, len, r->error, sizeof(r->error)) < 0) {
 		r->status = AV_ERROR;
+		r->failure = AVF_ERROR;
 		return;
 	}
 	if ((map = cl_fmap_open_memory(p, len)) == NULL) {
 		r->status = AV_ERROR;
+		r->failure = AVF_ERROR;
 		snprintf(r->error, sizeof(r->error), "cannot map the message");
 		return;
 	}
@@ -248,6 +252,9 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 		if (name != NULL &&
 		    strncmp(name, "Heuristics.Limits.", 18) == 0) {
 			r->status = AV_ERROR;
+			r->failure = strstr(name, "MaxScanTime") != NULL
+					 ? AVF_TIMEOUT
+					 : AVF_LIMIT;
 			snprintf(r->error, sizeof(r->error),
 				 "scan limit exceeded (%s)", name);
 			break;
@@ -256,10 +263,124 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 		util_safe(r->name, sizeof(r->name), name ? name : "unknown",
 			  true);
 		break;
+	case CL_ETIMEOUT:
+		r->status = AV_ERROR;
+		r->failure = AVF_TIMEOUT;
+		snprintf(r->error, sizeof(r->error),
+			 "scan timed out (ClamAVMaxScanTime)");
+		break;
+	case CL_EMAXREC:
+	case CL_EMAXSIZE:
+	case CL_EMAXFILES:
+		r->status = AV_ERROR;
+		r->failure = AVF_LIMIT;
+		snprintf(r->error, sizeof(r->error), "scan limit exceeded (%s)",
+			 cl_strerror(rc));
+		break;
 	default:
 		r->status = AV_ERROR;
+		r->failure = AVF_ERROR;
 		snprintf(r->error, sizeof(r->error), "scan failed: %s",
 			 cl_strerror(rc));
 		break;
 	}
+}
+
+struct av_watch {
+	struct cl_stat st;
+	bool st_ok; /* st holds the folder's state */
+	uint64_t print;
+	char dir[4096];
+};
+
+/* FNV-1a over n bytes, continuing from h. */
+static uint64_t
+av_fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	return h;
+}
+
+/*
+ * A fingerprint of every regular file in dir: name, inode, size and times
+ * to the nanosecond, summed so that the order of readdir does not count.
+ * It sees what cl_statchkdir does not: a file removed, and a file
+ * rewritten in place within the second of the last look.
+ */
+static uint64_t
+av_watch_print(const char *dir)
+{
+	char path[4096 + 256];
+	struct dirent *d;
+	struct stat sb;
+	uint64_t sum = 0, n = 0, h;
+	DIR *dd;
+
+	if ((dd = opendir(dir)) == NULL)
+		return 0;
+	while ((d = readdir(dd)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
+			continue;
+		h = av_fnv(14695981039346656037ULL, d->d_name,
+			   strlen(d->d_name) + 1);
+		h = av_fnv(h, &sb.st_ino, sizeof(sb.st_ino));
+		h = av_fnv(h, &sb.st_size, sizeof(sb.st_size));
+		h = av_fnv(h, &sb.st_mtim, sizeof(sb.st_mtim));
+		h = av_fnv(h, &sb.st_ctim, sizeof(sb.st_ctim));
+		sum += h;
+		n++;
+	}
+	closedir(dd);
+	return av_fnv(sum, &n, sizeof(n));
+}
+
+struct av_watch *
+av_watch_new(const char *dir)
+{
+	struct av_watch *w = xcalloc(1, sizeof(*w));
+
+	snprintf(w->dir, sizeof(w->dir), "%s", dir);
+	/* libclamav complains on stderr of a folder it cannot open. */
+	if (access(dir, R_OK | X_OK) == 0 &&
+	    cl_statinidir(dir, &w->st) == CL_SUCCESS)
+		w->st_ok = true;
+	w->print = av_watch_print(dir);
+	return w;
+}
+
+int
+av_watch_changed(const struct av_watch *w)
+{
+	bool readable = access(w->dir, R_OK | X_OK) == 0;
+
+	if (!w->st_ok)
+		return readable;
+	if (!readable)
+		return 1;
+	/* A file added, or one whose modification second changed. */
+	if (cl_statchkdir(&w->st) != 0)
+		return 1;
+	return av_watch_print(w->dir) != w->print;
+}
+
+const char *
+av_watch_dir(const struct av_watch *w)
+{
+	return w->dir;
+}
+
+void
+av_watch_free(struct av_watch *w)
+{
+	if (w == NULL)
+		return;
+	if (w->st_ok)
+		cl_statfree(&w->st);
+	free(w);
 }

@@ -28,7 +28,8 @@ enum conf_type {
 	CT_FACILITY,
 	CT_SOCKET,
 	CT_CIDRS,
-	CT_DOUBLE, /* a decimal number, min..max */
+	CT_DOUBLE,   /* a decimal number, min..max */
+	CT_FALLBACK, /* accept, quarantine, tempfail or reject */
 };
 
 struct conf_key {
@@ -65,7 +66,13 @@ static const struct conf_key conf_keys[] = {
      3600000},
     {"TemporaryDirectory", CT_STRING, O(tmpdir), "/tmp", 0, 0},
     {"OnInfected", CT_ACTION, O(on_infected), "reject", 0, 0},
-    {"OnScanError", CT_ACTION, O(on_scan_error), "tempfail", 0, 0},
+    {"ClamAVCheckInterval", CT_INT, O(clamav_check_interval), "600", 0, 86400},
+    {"OnNoEngine", CT_FALLBACK, O(on_no_engine), "tempfail", 0, 0},
+    {"OnScanError", CT_FALLBACK, O(on_scan_error), "tempfail", 0, 0},
+    {"OnScanTimeout", CT_FALLBACK, O(on_scan_timeout), "tempfail", 0, 0},
+    {"OnScanLimit", CT_FALLBACK, O(on_scan_limit), "reject", 0, 0},
+    {"OnOversize", CT_FALLBACK, O(on_oversize), "reject", 0, 0},
+    {"OnInternalError", CT_FALLBACK, O(on_internal_error), "tempfail", 0, 0},
     {"RejectMessage", CT_STRING, O(reject_message),
      "message refused: virus found: %v", 0, 0},
     {"TagSubject", CT_STRING, O(tag_subject), "[VIRUS]", 0, 0},
@@ -82,7 +89,8 @@ static const struct conf_key conf_keys[] = {
     {"OnDMARCReject", CT_ACTION, O(on_dmarc_reject), "reject", 0, 0},
     {"OnDMARCQuarantine", CT_ACTION, O(on_dmarc_quarantine), "quarantine", 0,
      0},
-    {"OnAuthTempError", CT_ACTION, O(on_auth_temp_error), "tempfail", 0, 0},
+    {"OnAuthTempError", CT_FALLBACK, O(on_auth_temp_error), "tempfail", 0, 0},
+    {"OnAuthPermError", CT_FALLBACK, O(on_auth_perm_error), "accept", 0, 0},
     {"RulesPath", CT_STRING, O(rules_path), "", 0, 0},
     {"ScoreTag", CT_DOUBLE, O(score_tag), "5", -1000, 1000000},
     {"ScoreQuarantine", CT_DOUBLE, O(score_quarantine), "10", -1000, 1000000},
@@ -92,6 +100,13 @@ static const struct conf_key conf_keys[] = {
     {"MIMEMaxParts", CT_INT, O(mime_max_parts), "1000", 1, 100000},
     {"MIMEMaxDecodedSize", CT_SIZE, O(mime_max_decoded), "50M", 1024,
      4 * GiB - 1},
+    {"OnMIMELimit", CT_FALLBACK, O(on_mime_limit), "accept", 0, 0},
+    {"MaxHeaders", CT_INT, O(max_headers), "1000", 10, 1000000},
+    {"MaxHeaderSize", CT_SIZE, O(max_header_size), "100K", 1024,
+     64 * 1024 * 1024},
+    {"OnHeaderLimit", CT_FALLBACK, O(on_header_limit), "reject", 0, 0},
+    {"MaxRecipients", CT_INT, O(max_recipients), "1000", 1, 1000000},
+    {"OnRecipientLimit", CT_FALLBACK, O(on_recipient_limit), "tempfail", 0, 0},
     {"InternalHosts", CT_CIDRS, O(internal), "127.0.0.0/8 ::1", 0, 0},
 };
 
@@ -229,6 +244,16 @@ conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
 			snprintf(err, errlen,
 				 "expected accept, tag, quarantine, discard, "
 				 "reject or tempfail");
+			return -1;
+		}
+		return 0;
+	case CT_FALLBACK:
+		if (verdict_action_parse(val, (enum action *)p) < 0 ||
+		    *(enum action *)p == ACT_TAG ||
+		    *(enum action *)p == ACT_DISCARD) {
+			snprintf(err, errlen,
+				 "expected accept, quarantine, tempfail or "
+				 "reject");
 			return -1;
 		}
 		return 0;

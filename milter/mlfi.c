@@ -72,6 +72,9 @@ mlfi_proto(const struct snap *s)
 					   SMFIP_NR_MAIL, SMFIP_NR_RCPT};
 	unsigned long p = MLFI_PROTO;
 
+	/* Recipients past MaxRecipients are refused one by one. */
+	if (!verdict_delivers(s->conf->on_recipient_limit))
+		p &= ~SMFIP_NR_RCPT;
 	if (s->rules == NULL)
 		return p;
 	for (int st = rules_earliest_needed(s->rules); st <= RULES_RCPT; st++)
@@ -127,6 +130,8 @@ mlfi_get(SMFICTX *ctx)
 	c = xcalloc(1, sizeof(*c));
 	c->snap = s;
 	msg_init(&c->msg, (size_t)s->conf->max_message_size);
+	c->msg.max_headers = (size_t)s->conf->max_headers;
+	c->msg.max_header_size = (size_t)s->conf->max_header_size;
 	if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
 		msg_free(&c->msg);
 		snap_put(s);
@@ -280,6 +285,12 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
+	if (c->msg.nrcpts >= (size_t)c->snap->conf->max_recipients &&
+	    (a = pipe_rcpt_limit(c->snap->conf, &c->msg, &vd)) != ACT_ACCEPT) {
+		rc = mlfi_answer(ctx, c, a, &vd, "RCPT", SMFIP_NR_RCPT);
+		verdict_free(&vd);
+		return rc;
+	}
 	/* A recipient the rules refuse is not the message's. */
 	msg_add_rcpt(&c->msg, argv[0]);
 	a = pipe_early(c->snap, &c->msg, &c->ps, RULES_RCPT,
@@ -321,8 +332,14 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 		return SMFIS_TEMPFAIL;
 	msg_add_body(&c->msg, chunk, len);
 
-	/* Past the limit the verdict is known: no need for the rest. */
-	if (c->msg.truncated && (c->proto & SMFIP_SKIP))
+	/*
+	 * Past the size limit, or past a header limit that refuses the
+	 * message, the verdict is known: no need for the rest.
+	 */
+	if ((c->proto & SMFIP_SKIP) &&
+	    (c->msg.truncated ||
+	     (c->msg.over_headers != NULL &&
+	      !verdict_delivers(c->snap->conf->on_header_limit))))
 		return SMFIS_SKIP;
 	return SMFIS_CONTINUE;
 }

@@ -56,6 +56,8 @@ msg_free_message(struct msg *m)
 	m->nhdrs = 0;
 	free(m->failed);
 	m->failed = NULL;
+	free(m->over_headers);
+	m->over_headers = NULL;
 }
 
 void
@@ -217,6 +219,29 @@ msg_unfold(const char *raw)
 	return v;
 }
 
+/* Notes the first header limit the message passes. */
+static void
+msg_check_header(struct msg *m, const char *name, const char *raw)
+{
+	char why[200], safe[64];
+	size_t len = strlen(name) + 1 + strlen(raw);
+
+	if (m->over_headers != NULL)
+		return;
+	if (m->max_headers > 0 && m->nhdrs > m->max_headers) {
+		snprintf(why, sizeof(why), "more than %zu header fields",
+			 m->max_headers);
+	} else if (m->max_header_size > 0 && len > m->max_header_size) {
+		util_safe(safe, sizeof(safe), name, true);
+		snprintf(why, sizeof(why),
+			 "header field %s of %zu bytes, over %zu", safe, len,
+			 m->max_header_size);
+	} else {
+		return;
+	}
+	m->over_headers = xstrdup(why);
+}
+
 void
 msg_add_header(struct msg *m, const char *name, const char *raw)
 {
@@ -244,6 +269,7 @@ msg_add_header(struct msg *m, const char *name, const char *raw)
 	msg_keep(m, ":", 1);
 	msg_keep_crlf(m, h->raw);
 	msg_keep(m, "\r\n", 2);
+	msg_check_header(m, name, raw);
 }
 
 void

@@ -3,6 +3,7 @@
  * checks see only the msg object; the milter callbacks and the offline
  * scanner share this code. Logs the one summary line of each message.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,120 @@ pipe_expand(char *dst, size_t len, const char *tmpl, const char *virus)
 	buf_free(&b);
 }
 
+#define HDR_UNCHECKED "X-Edmilter-Unchecked"
+
+/* Each kind of failure: its check, its key and its reply. */
+static const struct pipe_fb_def {
+	const char *name;   /* "check/kind", for logs and headers */
+	const char *key;    /* the config key choosing the action */
+	size_t off;	    /* of that action in struct conf */
+	const char *detail; /* enhanced status code without its class */
+	const char *text;   /* the reply to a refusal */
+	const char *perm;   /* the code's detail for reject, when not detail */
+} pipe_fb_defs[] = {
+    [FB_NO_ENGINE] = {"clamav/no-engine", "OnNoEngine",
+		      offsetof(struct conf, on_no_engine), "3.0",
+		      "message could not be checked for viruses", "7.0"},
+    [FB_SCAN_ERROR] = {"clamav/scan-error", "OnScanError",
+		       offsetof(struct conf, on_scan_error), "3.0",
+		       "message could not be checked for viruses", "7.0"},
+    [FB_SCAN_TIMEOUT] = {"clamav/scan-timeout", "OnScanTimeout",
+			 offsetof(struct conf, on_scan_timeout), "3.0",
+			 "message could not be checked for viruses in time",
+			 "7.0"},
+    [FB_SCAN_LIMIT] = {"clamav/scan-limit", "OnScanLimit",
+		       offsetof(struct conf, on_scan_limit), "7.0",
+		       "message too complex to be checked for viruses"},
+    [FB_OVERSIZE] = {"clamav/oversize", "OnOversize",
+		     offsetof(struct conf, on_oversize), "3.4",
+		     "message too big to be checked for viruses"},
+    [FB_INTERNAL] = {"internal/error", "OnInternalError",
+		     offsetof(struct conf, on_internal_error), "3.0",
+		     "temporary local problem"},
+    [FB_DNS_TEMP] = {"auth/dns-temp", "OnAuthTempError",
+		     offsetof(struct conf, on_auth_temp_error), "4.3",
+		     "temporary DNS error verifying the sender"},
+    [FB_DNS_PERM] = {"auth/dns-perm", "OnAuthPermError",
+		     offsetof(struct conf, on_auth_perm_error), "7.1",
+		     "the sender's domain could not be verified"},
+    [FB_MIME_LIMIT] = {"rules/mime-limit", "OnMIMELimit",
+		       offsetof(struct conf, on_mime_limit), "6.0",
+		       "message structure too complex to be checked"},
+    [FB_HEADER_LIMIT] = {"headers/limit", "OnHeaderLimit",
+			 offsetof(struct conf, on_header_limit), "6.0",
+			 "message header too big"},
+    [FB_RCPT_LIMIT] = {"rcpt/limit", "OnRecipientLimit",
+		       offsetof(struct conf, on_recipient_limit), "5.3",
+		       "too many recipients"},
+};
+
+const char *
+pipe_fb_key(enum pipe_fb kind)
+{
+	return pipe_fb_defs[kind].key;
+}
+
+const char *
+pipe_fb_name(enum pipe_fb kind)
+{
+	return pipe_fb_defs[kind].name;
+}
+
+enum action
+pipe_fb_action(const struct conf *c, enum pipe_fb kind)
+{
+	return *(const enum action *)((const char *)c + pipe_fb_defs[kind].off);
+}
+
+/*
+ * A check could not be made: the config's action for this kind of
+ * failure is proposed (accept and quarantine deliver the message with a
+ * header naming what was not checked), noted in the report and logged
+ * with the key that chose it. text replaces the usual reply when given.
+ */
+static void
+pipe_fallback(const struct conf *c, const struct msg *m, struct pipe_report *r,
+	      enum pipe_fb kind, const char *detail, const char *text)
+{
+	const struct pipe_fb_def *d = &pipe_fb_defs[kind];
+	enum action a = pipe_fb_action(c, kind);
+	char reason[400], reply[600], where[300], safe[300];
+	struct verdict *v = &r->verdict;
+
+	util_safe(safe, sizeof(safe), detail, false);
+	if (r->nfb < PIPE_MAX_FB) {
+		r->fb[r->nfb].kind = kind;
+		r->fb[r->nfb].action = a;
+		snprintf(r->fb[r->nfb].detail, sizeof(r->fb[r->nfb].detail),
+			 "%s", safe);
+		r->nfb++;
+	}
+	conf_where(c, d->key, where, sizeof(where));
+	log_qid(LOG_WARNING, m->qid, "fallback: %s: %s: %s by %s (%s)", d->name,
+		safe, verdict_action_name(a), d->key,
+		strcmp(where, c->path) == 0 ? "default" : where);
+	snprintf(reason, sizeof(reason), "%s: %s", d->name, safe);
+	snprintf(reply, sizeof(reply), "%s%s", text ? text : d->text,
+		 a == ACT_TEMPFAIL ? ", try again later" : "");
+	if (a == ACT_ACCEPT && v->action == ACT_ACCEPT)
+		verdict_set(v, ACT_ACCEPT, reason);
+	else
+		verdict_propose(
+		    v, a, reason,
+		    a == ACT_REJECT && d->perm ? d->perm : d->detail, reply);
+}
+
+/* Which fallback each way of not scanning takes. */
+static const enum pipe_fb pipe_av_fb[] = {
+    [AVF_NONE] = FB_SCAN_ERROR,	  [AVF_NO_ENGINE] = FB_NO_ENGINE,
+    [AVF_ERROR] = FB_SCAN_ERROR,  [AVF_TIMEOUT] = FB_SCAN_TIMEOUT,
+    [AVF_LIMIT] = FB_SCAN_LIMIT,  [AVF_OVERSIZE] = FB_OVERSIZE,
+    [AVF_INTERNAL] = FB_INTERNAL,
+};
+
 /* The verdict the ClamAV result asks for. */
 static void
-pipe_decide_av(const struct conf *c, struct pipe_report *r)
+pipe_decide_av(const struct conf *c, const struct msg *m, struct pipe_report *r)
 {
 	struct verdict *v = &r->verdict;
 	char text[512], reason[600];
@@ -55,24 +167,16 @@ pipe_decide_av(const struct conf *c, struct pipe_report *r)
 		return;
 	case AV_INFECTED:
 		snprintf(reason, sizeof(reason), "infected: %s", r->av.name);
-		verdict_set(v, c->on_infected, reason);
 		pipe_expand(text, sizeof(text), c->reject_message, r->av.name);
-		if (v->action == ACT_REJECT)
-			verdict_reply(v, "550", "5.7.0", text);
-		else if (v->action == ACT_TEMPFAIL)
-			verdict_reply(v, "451", "4.7.0", text);
+		verdict_set(v, ACT_ACCEPT, reason);
+		if (c->on_infected == ACT_ACCEPT)
+			return;
+		verdict_propose(v, c->on_infected, reason, "7.0", text);
 		return;
 	case AV_ERROR:
-		snprintf(reason, sizeof(reason), "scan error: %s", r->av.error);
-		verdict_set(v, c->on_scan_error, reason);
-		if (v->action == ACT_REJECT)
-			verdict_reply(v, "550", "5.7.0",
-				      "message could not be checked for "
-				      "viruses");
-		else if (v->action == ACT_TEMPFAIL)
-			verdict_reply(v, "451", "4.3.0",
-				      "message could not be checked for "
-				      "viruses, try again later");
+		verdict_set(v, ACT_ACCEPT, "");
+		pipe_fallback(c, m, r, pipe_av_fb[r->av.failure], r->av.error,
+			      NULL);
 		return;
 	}
 }
@@ -108,9 +212,10 @@ pipe_auth(const struct snap *s, const struct msg *m, struct pipe_report *r)
 	r->auth_ms = (unsigned)(util_now_ms() - t0);
 }
 
-/* The verdict the DMARC result asks for. */
+/* The verdict the DMARC result asks for, or its fallback. */
 static void
-pipe_decide_auth(const struct conf *c, struct pipe_report *r)
+pipe_decide_auth(const struct conf *c, const struct msg *m,
+		 struct pipe_report *r)
 {
 	const struct dmarc_check *d = &r->dmarc;
 	char reason[400], text[400];
@@ -121,11 +226,21 @@ pipe_decide_auth(const struct conf *c, struct pipe_report *r)
 		snprintf(reason, sizeof(reason), "dmarc temperror: %s",
 			 d->reason);
 		snprintf(text, sizeof(text),
-			 "temporary DNS error verifying the sender domain "
-			 "%s, try again later",
+			 "temporary DNS error verifying the sender domain %s",
 			 d->from_domain);
-		verdict_propose(&r->verdict, c->on_auth_temp_error, reason,
-				"4.3", text);
+		pipe_fallback(c, m, r, FB_DNS_TEMP, reason, text);
+		return;
+	}
+	if (d->result == DMARCR_PERMERROR ||
+	    (r->spf_mail.result == SPFR_PERMERROR &&
+	     d->result != DMARCR_PASS)) {
+		if (d->result == DMARCR_PERMERROR)
+			snprintf(reason, sizeof(reason), "dmarc permerror: %s",
+				 d->reason);
+		else
+			snprintf(reason, sizeof(reason), "spf permerror for %s",
+				 m->from && *m->from ? m->from : "the HELO");
+		pipe_fallback(c, m, r, FB_DNS_PERM, reason, NULL);
 		return;
 	}
 	if (d->result != DMARCR_FAIL || d->disposition == DMARCD_NONE)
@@ -351,10 +466,18 @@ pipe_mime(const struct conf *c, const struct msg *m, struct pipe_report *r)
 	    .decoded_bytes = (size_t)c->mime_max_decoded,
 	};
 
+	char why[300];
+
 	if (mime_parse(m->raw.data + m->raw_start, m->raw.len - m->raw_start,
-		       &lim, &r->mime) < 0)
-		log_qid(LOG_WARNING, m->qid, "mime: %s",
-			r->mime.error ? r->mime.error : "cannot decode");
+		       &lim, &r->mime) < 0) {
+		snprintf(why, sizeof(why), "cannot decode: %s",
+			 r->mime.error ? r->mime.error : "?");
+		pipe_fallback(c, m, r, FB_MIME_LIMIT, why, NULL);
+	} else if (r->mime.limited) {
+		snprintf(why, sizeof(why), "MIME limit hit: %s",
+			 r->mime.limit ? r->mime.limit : "?");
+		pipe_fallback(c, m, r, FB_MIME_LIMIT, why, NULL);
+	}
 }
 
 /* The rules at end of DATA, after every other check. */
@@ -498,6 +621,14 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 				 r->av.error);
 		verdict_hdr(v, HDROP_ADD, HDR_STATUS, 0, val);
 	}
+	/* What was not checked, said by us alone. */
+	for (n = msg_header_count(m, HDR_UNCHECKED); n > 0; n--)
+		verdict_hdr(v, HDROP_DELETE, HDR_UNCHECKED, n, NULL);
+	for (size_t i = 0; i < r->nfb; i++) {
+		snprintf(val, sizeof(val), "%s: %s",
+			 pipe_fb_defs[r->fb[i].kind].name, r->fb[i].detail);
+		verdict_hdr(v, HDROP_ADD, HDR_UNCHECKED, 0, val);
+	}
 	/* Virus tags first, then the rules' and the score's. */
 	if (v->action == ACT_TAG && r->av.status == AV_INFECTED)
 		r->subject_tag = c->tag_subject;
@@ -530,33 +661,41 @@ pipe_run(const struct snap *s, struct msg *m, struct pipe_session *ps,
 	memset(r, 0, sizeof(*r));
 	if (m->failed != NULL) {
 		r->av.status = AV_ERROR;
-		snprintf(r->av.error, sizeof(r->av.error), "internal error: %s",
-			 m->failed);
-	} else if (m->truncated) {
-		r->av.status = AV_ERROR;
-		snprintf(r->av.error, sizeof(r->av.error),
-			 "message over MaxMessageSize (%lld bytes)",
-			 c->max_message_size);
+		r->av.failure = AVF_INTERNAL;
+		snprintf(r->av.error, sizeof(r->av.error), "%s", m->failed);
 	} else if (s->av == NULL) {
 		r->av.status = AV_ERROR;
+		r->av.failure = AVF_NO_ENGINE;
 		snprintf(r->av.error, sizeof(r->av.error), "%s",
 			 s->av_error[0] ? s->av_error
 					: "no virus database loaded");
 	} else {
 		av_scan(s->av, m->raw.data, m->raw.len, &r->av);
+		/* What was kept of a cut message is scanned: a find counts. */
+		if (m->truncated && r->av.status != AV_INFECTED) {
+			r->av.status = AV_ERROR;
+			r->av.failure = AVF_OVERSIZE;
+			snprintf(r->av.error, sizeof(r->av.error),
+				 "message over MaxMessageSize (%zu bytes), "
+				 "only its beginning scanned",
+				 m->limit);
+		}
 	}
-	pipe_decide_av(c, r);
+	pipe_decide_av(c, m, r);
+	if (m->over_headers != NULL)
+		pipe_fallback(c, m, r, FB_HEADER_LIMIT, m->over_headers, NULL);
+	if (m->nrcpts > (size_t)c->max_recipients) {
+		char why[100];
+
+		snprintf(why, sizeof(why), "%zu recipients, over %ld",
+			 m->nrcpts, c->max_recipients);
+		pipe_fallback(c, m, r, FB_RCPT_LIMIT, why, NULL);
+	}
 	pipe_auth(s, m, r);
-	pipe_decide_auth(c, r);
+	pipe_decide_auth(c, m, r);
 	pipe_rules(s, m, ps, r);
 	pipe_decide_rules(c, r);
 
-	/* An internal error is never accepted, whatever the config says. */
-	if (m->failed != NULL) {
-		verdict_set(&r->verdict, ACT_TEMPFAIL, r->av.error);
-		verdict_reply(&r->verdict, "451", "4.3.0",
-			      "temporary local problem, try again later");
-	}
 	pipe_auth_headers(c, m, r);
 	pipe_rules_headers(c, m, r);
 	pipe_headers(c, m, r);
@@ -595,7 +734,7 @@ void
 pipe_log(const struct msg *m, const struct pipe_report *r)
 {
 	char helo[128], from[256], av[300], reason[300], auth[400] = "";
-	char rules[600] = "";
+	char rules[600] = "", fb[300] = "";
 
 	util_safe(helo, sizeof(helo), m->helo ? m->helo : "", true);
 	util_safe(from, sizeof(from), m->from ? m->from : "", true);
@@ -620,10 +759,37 @@ pipe_log(const struct msg *m, const struct pipe_report *r)
 			 " spf=skipped dkim=%s dmarc=skipped auth_ms=%u",
 			 dkimv_result_name(r->dkim.result), r->auth_ms);
 	pipe_log_rules(r, rules, sizeof(rules));
+	for (size_t i = 0, n = 0; i < r->nfb && n + 64 < sizeof(fb); i++)
+		n += (size_t)snprintf(
+		    fb + n, sizeof(fb) - n, "%s%s:%s",
+		    i ? "," : " fallback=", pipe_fb_defs[r->fb[i].kind].name,
+		    verdict_action_name(r->fb[i].action));
 	log_qid(LOG_INFO, m->qid,
 		"client=%s helo=%s from=<%s> rcpts=%zu size=%zu clamav=%s "
-		"clamav_ms=%u%s%s verdict=%s reason=\"%s\" ms=%u",
+		"clamav_ms=%u%s%s%s verdict=%s reason=\"%s\" ms=%u",
 		m->client_addr[0] ? m->client_addr : "unknown", helo, from,
-		m->nrcpts, m->size, av, r->av.ms, auth, rules,
+		m->nrcpts, m->size, av, r->av.ms, auth, rules, fb,
 		verdict_action_name(r->verdict.action), reason, r->ms);
+}
+
+enum action
+pipe_rcpt_limit(const struct conf *c, const struct msg *m, struct verdict *v)
+{
+	struct pipe_report r;
+	char why[100];
+
+	/* Taken: the end of DATA applies the fallback once. */
+	if (verdict_delivers(pipe_fb_action(c, FB_RCPT_LIMIT)))
+		return ACT_ACCEPT;
+	memset(&r, 0, sizeof(r));
+	snprintf(why, sizeof(why), "more than %ld recipients",
+		 c->max_recipients);
+	pipe_fallback(c, m, &r, FB_RCPT_LIMIT, why, NULL);
+	*v = r.verdict;
+	/* RFC 5321 4.5.3.1.10: the rest comes in a new transaction. */
+	if (v->action == ACT_TEMPFAIL)
+		verdict_reply(v, "452", "4.5.3", r.verdict.text);
+	else
+		verdict_reply(v, "550", "5.5.3", r.verdict.text);
+	return v->action;
 }

@@ -331,6 +331,8 @@ scan_one(const struct snap *s, const struct scan_env *env, const char *path)
 		return 2;
 	}
 	msg_init(&m, (size_t)s->conf->max_message_size);
+	m.max_headers = (size_t)s->conf->max_headers;
+	m.max_header_size = (size_t)s->conf->max_header_size;
 	msg_set_client(&m, env->ip, env->name);
 	msg_set_helo(&m, env->helo);
 	msg_set_from(&m, env->from);

@@ -15,6 +15,7 @@ REJECT_EICAR="550 5.7.0 message refused: virus found: $EICAR_SIG"
 REJECT_CLAM="550 5.7.0 message refused: virus found: $CLAM_SIG"
 UNCHECKED_451="451 4.3.0 message could not be checked for viruses, try again later"
 UNCHECKED_550="550 5.7.0 message could not be checked for viruses"
+OVERSIZE_550="550 5.3.4 message too big to be checked for viruses"
 # clam.exe over the milter in these containers (t_scan.sh tries them all).
 CONTAINERS="clam.zip clam.7z clam.cab clam.tar.gz clam.exe.rtf clam.pdf
 clam.ole.doc clam.exe.mbox.uu clam-upx.exe clam-petite.exe clam.arj
@@ -313,32 +314,35 @@ for q in QN1 QN2 QN3 QN4; do
 	is "$(fact $q reply) $(fact $q replytext)" "y yes" \
 		"no database: $q: $UNCHECKED_451"
 done
-like "$(log_line QN1)" 'clamav=error .* verdict=tempfail reason="scan error: .*cannot load the database' \
+like "$(log_line QN1)" 'clamav=error .* fallback=clamav/no-engine:tempfail verdict=tempfail reason="clamav/no-engine: .*cannot load the database' \
 	"no database: the log line says why"
-like "$(cat "$MILTER_LOG")" 'every message gets OnScanError \(tempfail\)' \
+like "$(cat "$MILTER_LOG")" 'QN1: fallback: clamav/no-engine: .*cannot load the database.*: tempfail by OnNoEngine \(default\)' \
+	"no database: the fallback is logged with its action and key"
+like "$(cat "$MILTER_LOG")" 'every message gets OnNoEngine \(tempfail\)' \
 	"no database: said once at start-up"
 kill -0 "$MILTER_PID" 2>/dev/null
 ok $? "no database: the daemon stays up"
 
-milter_up scanerr "ClamAVDatabase $WORK/emptydb" "OnScanError reject"
+milter_up scanerr "ClamAVDatabase $WORK/emptydb" "OnNoEngine reject" \
+	"OnScanError accept"
 plan_new
 plan_msg qid=QR1 "file=$MSG/clean.eml" "reply=$UNCHECKED_550"
-plan_run "no database, OnScanError reject"
+plan_run "no database, OnNoEngine reject"
 is "$(fact QR1 reply) $(fact QR1 replytext)" "y yes" \
-	"OnScanError reject, no database: $UNCHECKED_550"
-like "$(log_line QR1)" 'verdict=reject reason="scan error: ' \
-	"OnScanError reject: logged"
+	"OnNoEngine reject (OnScanError accept does not apply): $UNCHECKED_550"
+like "$(log_line QR1)" 'verdict=reject reason="clamav/no-engine: ' \
+	"OnNoEngine reject: logged"
 
 # --- MaxMessageSize. ---
 milter_up size "MaxMessageSize 4K"
 plan_new
-plan_msg qid=QS1 "file=$MSG/big.eml" "reply=$UNCHECKED_451"
+plan_msg qid=QS1 "file=$MSG/big.eml" "reply=$OVERSIZE_550"
 plan_msg qid=QS2 "file=$MSG/clean.eml"
 plan_run "MaxMessageSize 4K"
 is "$(fact QS1 skip)" "yes" "over the size: the filter skips the rest"
 is "$(fact QS1 reply) $(fact QS1 replytext)" "y yes" \
-	"over the size: tempfail (OnScanError default): $UNCHECKED_451"
-like "$(log_line QS1)" 'verdict=tempfail reason="scan error: message over MaxMessageSize \(4096 bytes\)"' \
+	"over the size: reject (OnOversize default): $OVERSIZE_550"
+like "$(log_line QS1)" 'fallback=clamav/oversize:reject verdict=reject reason="clamav/oversize: message over MaxMessageSize \(4096 bytes\), only its beginning scanned"' \
 	"over the size: logged with the limit"
 is "$(fact QS2 reply) $(log_field QS2 verdict)" "c accept" \
 	"under the size, same connection: accepted"

@@ -17,6 +17,26 @@ body_of(const struct msg *m)
 }
 
 /* The index-th header op, as "kind name index value". */
+static void op_str(const struct verdict *v, size_t i, char *out, size_t len);
+
+/* Is there an op "kind name value" (the index left out)? */
+static bool
+has_op(const struct verdict *v, const char *want)
+{
+	static const char *k[] = {"add", "insert", "change", "delete"};
+	char s[1200];
+
+	for (size_t i = 0; i < v->nops; i++) {
+		snprintf(s, sizeof(s), "%s %s %s", k[v->ops[i].kind],
+			 v->ops[i].name,
+			 v->ops[i].value ? v->ops[i].value : "-");
+		if (strcmp(s, want) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The index-th header op, as "kind name index value". */
 static void
 op_str(const struct verdict *v, size_t i, char *out, size_t len)
 {
@@ -220,16 +240,97 @@ test_pipe(void)
 	pipe_report_free(&r);
 	s->conf->on_infected = ACT_REJECT;
 
-	/* Cut at the limit: not scanned whole, so OnScanError. */
+	/* Cut at the limit: not scanned whole, so OnOversize. */
 	msg_free(&m);
 	msg_init(&m, 1024);
 	for (int i = 0; i < 100; i++)
 		msg_add_body(&m, "0123456789012345678901234567890\r\n", 33);
 	pipe_run(s, &m, NULL, &r);
-	ok(r.av.status == AV_ERROR && r.verdict.action == ACT_TEMPFAIL,
-	   "a message over MaxMessageSize is tempfailed");
-	is_str(r.verdict.rcode, "451", "with a 451");
+	ok(r.av.status == AV_ERROR && r.av.failure == AVF_OVERSIZE &&
+	       r.verdict.action == ACT_REJECT,
+	   "a message over MaxMessageSize is rejected (OnOversize default)");
+	is_str(r.verdict.rcode, "550", "with a 550");
+	is_str(r.verdict.xcode, "5.3.4", "5.3.4: too big");
+	ok(r.nfb == 1 && r.fb[0].kind == FB_OVERSIZE, "one fallback noted");
 	pipe_report_free(&r);
+
+	/* OnOversize accept: delivered, saying what was not checked. */
+	s->conf->on_oversize = ACT_ACCEPT;
+	pipe_run(s, &m, NULL, &r);
+	ok(r.verdict.action == ACT_ACCEPT, "OnOversize accept: accepted");
+	ok(has_op(&r.verdict, "add X-Edmilter-Unchecked clamav/oversize: "
+			      "message over MaxMessageSize (1024 bytes), "
+			      "only its beginning scanned"),
+	   "OnOversize accept: X-Edmilter-Unchecked says why");
+	pipe_report_free(&r);
+
+	/* ... but what was kept is scanned: a virus in it is found. */
+	msg_free(&m);
+	msg_init(&m, 1024);
+	msg_add_header(&m, "Subject", " x");
+	msg_end_headers(&m);
+	msg_add_body(&m, "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-"
+			 "ANTIVIRUS-TEST-FILE!$H+H*\r\n",
+		     70);
+	for (int i = 0; i < 100; i++)
+		msg_add_body(&m, "0123456789012345678901234567890\r\n", 33);
+	pipe_run(s, &m, NULL, &r);
+	ok(m.truncated && r.av.status == AV_INFECTED &&
+	       r.verdict.action == ACT_REJECT,
+	   "OnOversize accept: a virus in the kept part is still rejected");
+	pipe_report_free(&r);
+	s->conf->on_oversize = ACT_REJECT;
+
+	/* An internal error: OnInternalError, tempfail by default. */
+	msg_reset(&m);
+	msg_add_header(&m, "Subject", " x");
+	msg_end_headers(&m);
+	m.failed = xstrdup("out of memory for the message");
+	pipe_run(s, &m, NULL, &r);
+	ok(r.verdict.action == ACT_TEMPFAIL && r.av.failure == AVF_INTERNAL,
+	   "an internal error is tempfailed (OnInternalError default)");
+	is_str(r.verdict.text, "temporary local problem, try again later",
+	       "with its reply");
+	pipe_report_free(&r);
+	s->conf->on_internal_error = ACT_REJECT;
+	pipe_run(s, &m, NULL, &r);
+	is_str(r.verdict.xcode, "5.3.0", "OnInternalError reject: 5.3.0");
+	pipe_report_free(&r);
+	s->conf->on_internal_error = ACT_TEMPFAIL;
+
+	/* Header and recipient limits. */
+	msg_reset(&m);
+	m.max_headers = 3;
+	for (int i = 0; i < 5; i++)
+		msg_add_header(&m, "X-Many", " y");
+	msg_end_headers(&m);
+	pipe_run(s, &m, NULL, &r);
+	is_str(m.over_headers, "more than 3 header fields",
+	       "MaxHeaders: the first limit passed is noted");
+	ok(r.verdict.action == ACT_REJECT &&
+	       strcmp(r.verdict.xcode, "5.6.0") == 0,
+	   "OnHeaderLimit default: reject 5.6.0");
+	pipe_report_free(&r);
+	msg_reset(&m);
+	m.max_headers = 0;
+	m.max_header_size = 20;
+	msg_add_header(&m, "Subject", " 0123456789012345678901234567890");
+	msg_end_headers(&m);
+	is_str(m.over_headers, "header field Subject of 40 bytes, over 20",
+	       "MaxHeaderSize: named with its size");
+	m.max_header_size = 0;
+	msg_reset(&m);
+	ok(m.over_headers == NULL, "reset forgets the header limit");
+	for (int i = 0; i < 3; i++)
+		msg_add_rcpt(&m, "<a@example.net>");
+	s->conf->max_recipients = 2;
+	s->conf->on_recipient_limit = ACT_QUARANTINE;
+	msg_end_headers(&m);
+	pipe_run(s, &m, NULL, &r);
+	ok(r.verdict.action == ACT_QUARANTINE,
+	   "OnRecipientLimit quarantine: 3 recipients over 2 held");
+	pipe_report_free(&r);
+	s->conf->max_recipients = 1000;
 	msg_free(&m);
 	snap_put(s);
 
