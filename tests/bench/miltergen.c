@@ -1,31 +1,51 @@
 /*
- * miltergen.c: a load generator for one milter, speaking the milter
- * protocol (version 6) itself, without libmilter.
+ * miltergen.c: a load generator for one milter, or for a chain of milters
+ * called the way Postfix calls them, speaking the milter protocol
+ * (version 6) itself, without libmilter.
  *
- *   miltergen -s inet:PORT@HOST [-c CONNS] [-n MSGS | -t SECONDS]
+ *   miltergen -s SOCKET [-s SOCKET]... [-c CONNS] [-n MSGS | -t SECONDS]
  *             [-m MSGS-PER-CONN] [--ip ADDR] [--helo NAME] [--from ADDR]
- *             [--rcpt ADDR]... [-q] [-Q] LIST
+ *             [--rcpt ADDR]... [--verdicts FILE] [-q] [-Q] LIST
  *
- * LIST names the message files, one path a line. Each file is read once,
- * split into headers (folded lines joined with a bare LF, as Postfix sends
- * them) and a CRLF body. CONNS threads each open a connection, negotiate
- * (offering every action and every protocol step, honouring the steps the
- * filter skips and the replies it will not send), and send messages in
- * turn from the list (CONNECT, HELO, then per message the macro i, MAIL,
- * RCPT, DATA, the headers, EOH, the body in chunks of at most 65535 bytes,
- * stopping at SKIP, then EOM), reading every modification reply up to the
- * final one. After MSGS-PER-CONN messages a connection is closed and a new
- * one opened. It stops after MSGS messages in all, or after SECONDS.
+ * SOCKET is inet:PORT@HOST, unix:PATH or local:PATH. LIST names the
+ * message files, one path a line. Each file is read once, split into
+ * headers (folded lines joined with a bare LF, as Postfix sends them) and
+ * a CRLF body. CONNS threads each open a connection, negotiate (offering
+ * every action and every protocol step, honouring the steps the filter
+ * skips and the replies it will not send), and send messages in turn from
+ * the list (CONNECT, HELO, then per message the macro i, MAIL, RCPT, DATA,
+ * the headers, EOH, the body in chunks of at most 65535 bytes, stopping at
+ * SKIP, then EOM), reading every modification reply up to the final one.
+ * After MSGS-PER-CONN messages a connection is closed and a new one
+ * opened. It stops after MSGS messages in all, or after SECONDS.
  * -q: no message per connection error. -Q: TCP_QUICKACK before every
  * read, so that the client's delayed ACK does not hold back a filter's
  * replies (Postfix does not do this; see docs/BENCHMARKS.md).
+ *
+ * With several -s, each thread holds one connection to each milter, and
+ * does what Postfix's milter client does: each SMTP event (CONNECT, HELO,
+ * MAIL, RCPT, DATA) goes to each milter in order and stops at the first
+ * refusal (a recipient refused by one milter is not shown to the next); a
+ * milter that accepts is not called again for the message (or the
+ * connection, at CONNECT and HELO). At the end of the message the whole
+ * content (headers, EOH, body, EOM) goes to the first milter, then to the
+ * second, and so on, each seeing the header changes of the ones before it
+ * (added, inserted, changed and deleted headers; a body replacement is
+ * not applied). The first milter whose answer is not a plain accept (a
+ * reject, tempfail, discard, or a quarantine, which Postfix also treats
+ * as final) decides the message and the others do not see it; an early
+ * refusal ends the message with ABORT. The latency is measured from the
+ * first EOM sent to the last final reply.
  *
  * It prints "key value" lines: messages, seconds, msgs_per_sec, the time
  * from sending EOM to the final reply (eom_p50_us, eom_p99_us,
  * eom_p999_us, eom_max_us), the count of each verdict, final_replies
  * (messages that got a verdict) and errors (messages cut short by a
- * protocol or connection error). Exit status 0 when every message got a
- * verdict, 1 otherwise, 2 for a usage error.
+ * protocol or connection error); with a chain, milters (their count)
+ * too. --verdicts FILE writes one line per message answered: the message
+ * file's path, its verdict, and what decided it (milterN/STAGE and the
+ * SMTP reply, or "-" when accepted), separated by tabs. Exit status 0
+ * when every message got a verdict, 1 otherwise, 2 for a usage error.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,6 +63,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +83,9 @@
 #define C_DATA 'T'
 
 /* Replies (filter to MTA). */
+#define R_ADDHEADER 'h'
+#define R_INSHEADER 'i'
+#define R_CHGHEADER 'm'
 #define R_ACCEPT 'a'
 #define R_CONTINUE 'c'
 #define R_DISCARD 'd'
@@ -100,6 +124,7 @@
 #define MILTER_VERSION 6
 #define MAX_CHUNK 65535
 #define MAX_REPLY (1024 * 1024)
+#define MAX_MILTERS 8
 
 enum verdict {
 	V_ACCEPT,
@@ -128,8 +153,17 @@ struct message {
 static struct message *corpus;
 static size_t ncorpus;
 
+/* A milter's socket. */
+struct sockspec {
+	const char *spec;
+	struct sockaddr_storage addr;
+	socklen_t len;
+	bool inet;
+};
+
 /* Options. */
-static struct sockaddr_in opt_addr;
+static struct sockspec opt_socks[MAX_MILTERS];
+static int opt_nsocks;
 static int opt_conns = 1;
 static long opt_msgs = -1;
 static double opt_secs = -1;
@@ -141,6 +175,8 @@ static char **opt_rcpts;
 static int opt_nrcpts;
 static bool opt_quiet;
 static bool opt_quickack;
+static FILE *opt_verdicts;
+static pthread_mutex_t verdicts_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Shared counters. */
 static atomic_long next_msg;
@@ -161,6 +197,10 @@ struct worker {
 /* A connection's state. */
 struct conn {
 	int fd;
+	bool inet;
+	bool conn_done;	     /* accepted the connection: no more events */
+	bool msg_done;	     /* accepted the message: no more events */
+	bool in_msg;	     /* has seen MAIL and no EOM or ABORT yet */
 	unsigned long proto; /* what the filter returned */
 	unsigned long actions;
 	char *rbuf; /* one reply's data */
@@ -419,7 +459,7 @@ reply_read(struct conn *c, size_t *lenp)
 	/* Acknowledge at once what comes: without it, a filter that writes
 	 * several small replies without TCP_NODELAY waits for our delayed
 	 * ACK (Nagle) before the next one. */
-	if (opt_quickack)
+	if (opt_quickack && c->inet)
 		setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 	if (read_all(c->fd, (char *)&n, 4) < 0)
 		return -1;
@@ -495,21 +535,45 @@ send_macro(struct conn *c, char for_cmd, const char *name, const char *val)
 	return cmd_send(c);
 }
 
-/* Negotiation, CONNECT and HELO. Returns 0, 1 when refused, -1 on error. */
+/* The connections of one thread: one per milter, in chain order. */
+struct chain {
+	struct conn c[MAX_MILTERS];
+	bool open;
+};
+
+/* The headers of a message as the next milter will see them. */
+struct hdrlist {
+	struct header *h;
+	bool *own; /* name and value allocated here */
+	size_t n, cap;
+};
+
+/* What decided a message. */
+struct outcome {
+	int verdict;
+	int milter; /* its index, -1 when no milter refused */
+	const char *stage;
+	char reply[160];
+};
+
+/* Connects and negotiates. Returns 0, -1 on error. */
 static int
-conn_open(struct conn *c)
+conn_negotiate(struct conn *c, const struct sockspec *sp)
 {
 	uint32_t v[3];
 	size_t len;
-	int r, one = 1;
+	int one = 1;
 	struct timeval tv = {.tv_sec = 60};
 
-	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	c->inet = sp->inet;
+	c->conn_done = c->msg_done = c->in_msg = false;
+	c->fd = socket(sp->addr.ss_family, SOCK_STREAM, 0);
 	if (c->fd < 0)
 		return -1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (c->inet)
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(c->fd, (struct sockaddr *)&opt_addr, sizeof(opt_addr)) < 0)
+	if (connect(c->fd, (const struct sockaddr *)&sp->addr, sp->len) < 0)
 		return -1;
 
 	cmd_start(c, C_OPTNEG);
@@ -518,37 +582,77 @@ conn_open(struct conn *c)
 	cmd_u32(c, P_ALL);
 	if (cmd_send(c) < 0)
 		return -1;
-	if ((r = reply_read(c, &len)) != C_OPTNEG || len < 12)
+	if (reply_read(c, &len) != C_OPTNEG || len < 12)
 		return -1;
 	memcpy(v, c->rbuf, 12);
 	c->actions = ntohl(v[1]);
 	c->proto = ntohl(v[2]);
 	/* The macro lists it asks for (after the 12 bytes) are ignored: we
 	 * send i at MAIL and EOM and j at CONNECT whatever it asks. */
+	return 0;
+}
 
-	if (!(c->proto & P_NOCONNECT)) {
-		struct in_addr a;
-		uint16_t port = htons(25);
-		char fam = '4';
+/*
+ * Sends the command built in c at CONNECT or HELO. Returns the reply,
+ * R_CONTINUE when the filter sends none, -1 on error; an accept means no
+ * more events from this milter for the whole connection.
+ */
+static int
+conn_event(struct conn *c, unsigned long nr)
+{
+	int r = step(c, nr);
 
+	if (r == R_ACCEPT) {
+		c->conn_done = true;
+		r = R_CONTINUE;
+	}
+	return r;
+}
+
+/*
+ * Negotiation, then CONNECT and HELO to each milter in turn. Returns 0, 1
+ * when refused, -1 on error.
+ */
+static int
+chain_open(struct chain *ch)
+{
+	struct in_addr a;
+	uint16_t port = htons(25);
+	char fam = inet_pton(AF_INET, opt_ip, &a) == 1 ? '4' : '6';
+	int k, r;
+
+	for (k = 0; k < opt_nsocks; k++)
+		ch->c[k].fd = -1;
+	ch->open = true;
+	for (k = 0; k < opt_nsocks; k++)
+		if (conn_negotiate(&ch->c[k], &opt_socks[k]) < 0)
+			return -1;
+
+	for (k = 0; k < opt_nsocks; k++) {
+		struct conn *c = &ch->c[k];
+
+		if (c->proto & P_NOCONNECT)
+			continue;
 		if (send_macro(c, C_CONNECT, "j", "mx.bench.example") < 0)
 			return -1;
-		if (inet_pton(AF_INET, opt_ip, &a) != 1)
-			fam = '6';
 		cmd_start(c, C_CONNECT);
 		cmd_str(c, opt_helo);
 		cmd_add(c, &fam, 1);
 		cmd_add(c, &port, 2);
 		cmd_str(c, opt_ip);
-		if ((r = step(c, P_NR_CONN)) < 0)
+		if ((r = conn_event(c, P_NR_CONN)) < 0)
 			return -1;
 		if (r != R_CONTINUE)
 			return 1;
 	}
-	if (!(c->proto & P_NOHELO)) {
+	for (k = 0; k < opt_nsocks; k++) {
+		struct conn *c = &ch->c[k];
+
+		if (c->conn_done || (c->proto & P_NOHELO))
+			continue;
 		cmd_start(c, C_HELO);
 		cmd_str(c, opt_helo);
-		if ((r = step(c, P_NR_HELO)) < 0)
+		if ((r = conn_event(c, P_NR_HELO)) < 0)
 			return -1;
 		if (r != R_CONTINUE)
 			return 1;
@@ -570,6 +674,16 @@ conn_close(struct conn *c, bool quit)
 }
 
 static void
+chain_close(struct chain *ch, bool quit)
+{
+	if (!ch->open)
+		return;
+	for (int k = 0; k < opt_nsocks; k++)
+		conn_close(&ch->c[k], quit);
+	ch->open = false;
+}
+
+static void
 add_latency(struct worker *w, long us)
 {
 	if (w->nlat == w->caplat)
@@ -578,78 +692,309 @@ add_latency(struct worker *w, long us)
 	w->lat[w->nlat++] = us;
 }
 
+/* Header changes, for the milters further down a chain. */
+
+static void
+hl_free_at(struct hdrlist *hl, size_t i)
+{
+	if (hl->own[i]) {
+		free(hl->h[i].name);
+		free(hl->h[i].value);
+	}
+}
+
+/* The list as the message file gives it. */
+static void
+hl_reset(struct hdrlist *hl, const struct message *m)
+{
+	for (size_t i = 0; i < hl->n; i++)
+		hl_free_at(hl, i);
+	if (hl->cap < m->nhdrs + 1) {
+		hl->cap = m->nhdrs + 16;
+		hl->h = xrealloc(hl->h, hl->cap * sizeof(*hl->h));
+		hl->own = xrealloc(hl->own, hl->cap * sizeof(*hl->own));
+	}
+	if (m->nhdrs > 0)
+		memcpy(hl->h, m->hdrs, m->nhdrs * sizeof(*hl->h));
+	memset(hl->own, 0, m->nhdrs * sizeof(*hl->own));
+	hl->n = m->nhdrs;
+}
+
+/* A value as stored: with its leading space, which Postfix adds for a
+ * milter that did not negotiate SMFIP_HDR_LEADSPC. */
+static char *
+hl_value(const struct conn *c, const char *v)
+{
+	size_t n = strlen(v);
+	char *s = xrealloc(NULL, n + 2);
+
+	if (c->proto & P_HDR_LEADSPC) {
+		memcpy(s, v, n + 1);
+	} else {
+		s[0] = ' ';
+		memcpy(s + 1, v, n + 1);
+	}
+	return s;
+}
+
+static void
+hl_insert(struct hdrlist *hl, size_t at, char *name, char *value)
+{
+	if (at > hl->n)
+		at = hl->n;
+	if (hl->n == hl->cap) {
+		hl->cap = hl->cap * 2 + 16;
+		hl->h = xrealloc(hl->h, hl->cap * sizeof(*hl->h));
+		hl->own = xrealloc(hl->own, hl->cap * sizeof(*hl->own));
+	}
+	memmove(hl->h + at + 1, hl->h + at, (hl->n - at) * sizeof(*hl->h));
+	memmove(hl->own + at + 1, hl->own + at,
+		(hl->n - at) * sizeof(*hl->own));
+	hl->h[at].name = name;
+	hl->h[at].value = value;
+	hl->own[at] = true;
+	hl->n++;
+}
+
+/* The index-th header called name (from 1) changed, or deleted when the
+ * value is empty; a missing one is added. */
+static void
+hl_change(struct hdrlist *hl, const struct conn *c, uint32_t index,
+	  const char *name, const char *value)
+{
+	uint32_t seen = 0;
+	size_t i;
+	char *nn;
+
+	if (index == 0)
+		index = 1;
+	for (i = 0; i < hl->n; i++)
+		if (strcasecmp(hl->h[i].name, name) == 0 && ++seen == index)
+			break;
+	if (i == hl->n) {
+		if (value[0] != '\0')
+			hl_insert(hl, hl->n, xstrndup(name, strlen(name)),
+				  hl_value(c, value));
+		return;
+	}
+	if (value[0] == '\0') {
+		hl_free_at(hl, i);
+		memmove(hl->h + i, hl->h + i + 1,
+			(hl->n - i - 1) * sizeof(*hl->h));
+		memmove(hl->own + i, hl->own + i + 1,
+			(hl->n - i - 1) * sizeof(*hl->own));
+		hl->n--;
+		return;
+	}
+	nn = xstrndup(hl->h[i].name, strlen(hl->h[i].name));
+	hl_free_at(hl, i);
+	hl->h[i].name = nn;
+	hl->h[i].value = hl_value(c, value);
+	hl->own[i] = true;
+}
+
 /*
- * One message. Returns its verdict (>= 0), -1 on a connection or protocol
+ * Applies one modification reply (data, len) to the list: add, insert,
+ * change or delete a header. Others (recipients, body) are not applied.
+ */
+static void
+hl_edit(struct hdrlist *hl, const struct conn *c, int r, const char *data,
+	size_t len)
+{
+	uint32_t index = 0;
+	const char *name, *value, *end = data + len;
+
+	if (r != R_ADDHEADER && r != R_INSHEADER && r != R_CHGHEADER)
+		return;
+	if (r != R_ADDHEADER) {
+		if (len < 4)
+			return;
+		memcpy(&index, data, 4);
+		index = ntohl(index);
+		data += 4;
+	}
+	name = data;
+	if ((value = memchr(name, '\0', (size_t)(end - name))) == NULL)
+		return;
+	value++;
+	if (value >= end || memchr(value, '\0', (size_t)(end - value)) == NULL)
+		return;
+	if (r == R_CHGHEADER)
+		hl_change(hl, c, index, name, value);
+	else
+		hl_insert(hl, r == R_ADDHEADER ? hl->n : index,
+			  xstrndup(name, strlen(name)), hl_value(c, value));
+}
+
+/* Records what decided the message: milter k at a stage, reply r. */
+static void
+outcome_set(struct outcome *o, int k, const char *stage, int r,
+	    const struct conn *c)
+{
+	int v = reply_verdict(r, c->rbuf, false);
+
+	o->verdict = v < 0 ? V_REJECT : v;
+	o->milter = k;
+	o->stage = stage;
+	if (r == R_REPLYCODE)
+		snprintf(o->reply, sizeof(o->reply), "%s", c->rbuf);
+	else
+		snprintf(o->reply, sizeof(o->reply), "%s",
+			 v < 0 ? "unexpected-reply" : verdict_names[v]);
+	o->reply[strcspn(o->reply, "\r\n\t")] = '\0';
+}
+
+/*
+ * One envelope or DATA event to each milter in turn, as built by build.
+ * Returns 0 when every milter went on, 1 when one decided (o set), -1 on
  * error.
  */
 static int
-send_message(struct worker *w, struct conn *c, const struct message *m)
+chain_event(struct chain *ch, unsigned long no_step, unsigned long nr,
+	    const char *stage, void (*build)(struct conn *, const void *),
+	    const void *arg, struct outcome *o)
 {
-	char qid[32];
-	int r, v, accepted_rcpts = 0;
-	bool quarantined = false;
-	struct timespec t0, t1;
-	size_t len;
+	for (int k = 0; k < opt_nsocks; k++) {
+		struct conn *c = &ch->c[k];
+		int r;
 
-	snprintf(qid, sizeof(qid), "B%02X%08lX", (unsigned)w->id, ++w->qid);
+		if (c->conn_done || c->msg_done || (c->proto & no_step))
+			continue;
+		build(c, arg);
+		if ((r = step(c, nr)) < 0)
+			return -1;
+		if (r == R_CONTINUE)
+			continue;
+		if (r == R_ACCEPT) { /* no more events of this message */
+			c->msg_done = true;
+			continue;
+		}
+		outcome_set(o, k, stage, r, c);
+		return 1;
+	}
+	return 0;
+}
 
-	if (!(c->proto & P_NOMAIL)) {
+static void
+build_mail(struct conn *c, const void *arg)
+{
+	(void)arg;
+	cmd_start(c, C_MAIL);
+	cmd_str(c, opt_from);
+}
+
+static void
+build_rcpt(struct conn *c, const void *arg)
+{
+	cmd_start(c, C_RCPT);
+	cmd_str(c, arg);
+}
+
+static void
+build_data(struct conn *c, const void *arg)
+{
+	(void)arg;
+	cmd_start(c, C_DATA);
+}
+
+/* Whether some milter still takes part in the message. */
+static bool
+chain_active(const struct chain *ch)
+{
+	for (int k = 0; k < opt_nsocks; k++)
+		if (!ch->c[k].conn_done && !ch->c[k].msg_done)
+			return true;
+	return false;
+}
+
+/*
+ * MAIL, RCPT and DATA through the chain. Returns 0 when the content is
+ * to be sent, 1 when the message ended here (o set), -1 on error.
+ */
+static int
+chain_envelope(struct chain *ch, const char *qid, struct outcome *o)
+{
+	int r, accepted_rcpts = 0;
+
+	for (int k = 0; k < opt_nsocks; k++) {
+		struct conn *c = &ch->c[k];
+
+		c->msg_done = false;
+		c->in_msg = !c->conn_done;
+		if (c->conn_done || (c->proto & P_NOMAIL))
+			continue;
 		if (send_macro(c, C_MAIL, "i", qid) < 0)
 			return -1;
-		cmd_start(c, C_MAIL);
-		cmd_str(c, opt_from);
-		if ((r = step(c, P_NR_MAIL)) < 0)
-			return -1;
-		if (r != R_CONTINUE)
-			goto early;
 	}
+	r = chain_event(ch, P_NOMAIL, P_NR_MAIL, "mail", build_mail, NULL, o);
+	if (r != 0)
+		return r;
+
 	for (int i = 0; i < opt_nrcpts; i++) {
-		if (c->proto & P_NORCPT) {
+		struct outcome ro = *o;
+
+		r = chain_event(ch, P_NORCPT, P_NR_RCPT, "rcpt", build_rcpt,
+				opt_rcpts[i], &ro);
+		if (r < 0)
+			return -1;
+		if (r == 0) {
 			accepted_rcpts++;
 			continue;
 		}
-		cmd_start(c, C_RCPT);
-		cmd_str(c, opt_rcpts[i]);
-		if ((r = step(c, P_NR_RCPT)) < 0)
-			return -1;
-		if (r == R_CONTINUE)
-			accepted_rcpts++;
-		else if (r != R_REJECT && r != R_TEMPFAIL && r != R_REPLYCODE)
-			goto early; /* accept or discard: the whole message */
+		*o = ro; /* refused: this recipient only, unless discarded */
+		if (ro.verdict == V_DISCARD)
+			return 1;
 	}
-	if (accepted_rcpts == 0) {
-		/* Every recipient refused: the message ends here. */
-		goto early;
-	}
-	if (!(c->proto & P_NODATA)) {
-		cmd_start(c, C_DATA);
-		if ((r = step(c, P_NR_DATA)) < 0)
-			return -1;
-		if (r != R_CONTINUE)
-			goto early;
-	}
+	if (accepted_rcpts == 0)
+		return 1; /* every recipient refused: the message ends */
+	o->verdict = V_ACCEPT;
+	o->milter = -1;
+	return chain_event(ch, P_NODATA, P_NR_DATA, "data", build_data, NULL,
+			   o);
+}
+
+/*
+ * The content (headers, EOH, body, EOM) to milter k. Returns 0 when it
+ * accepts, 1 when it decided (o set), -1 on error. *t0 is set at the
+ * first EOM sent.
+ */
+static int
+content_send(struct chain *ch, int k, const struct message *m,
+	     struct hdrlist *hl, const char *qid, struct outcome *o,
+	     struct timespec *t0)
+{
+	struct conn *c = &ch->c[k];
+	const struct header *hdrs = opt_nsocks > 1 ? hl->h : m->hdrs;
+	size_t nhdrs = opt_nsocks > 1 ? hl->n : m->nhdrs, len;
+	bool quarantined = false;
+	int r, v;
+
 	if (!(c->proto & P_NOHDRS)) {
-		for (size_t i = 0; i < m->nhdrs; i++) {
-			const char *val = m->hdrs[i].value;
+		for (size_t i = 0; i < nhdrs; i++) {
+			const char *val = hdrs[i].value;
 
 			if (!(c->proto & P_HDR_LEADSPC))
 				while (*val == ' ' || *val == '\t')
 					val++;
 			cmd_start(c, C_HEADER);
-			cmd_str(c, m->hdrs[i].name);
+			cmd_str(c, hdrs[i].name);
 			cmd_str(c, val);
 			if ((r = step(c, P_NR_HDR)) < 0)
 				return -1;
+			if (r == R_ACCEPT)
+				goto accepted;
 			if (r != R_CONTINUE)
-				goto early;
+				goto decided;
 		}
 	}
 	if (!(c->proto & P_NOEOH)) {
 		cmd_start(c, C_EOH);
 		if ((r = step(c, P_NR_EOH)) < 0)
 			return -1;
+		if (r == R_ACCEPT)
+			goto accepted;
 		if (r != R_CONTINUE)
-			goto early;
+			goto decided;
 	}
 	if (!(c->proto & P_NOBODY)) {
 		for (size_t off = 0; off < m->bodylen;) {
@@ -664,15 +1009,18 @@ send_message(struct worker *w, struct conn *c, const struct message *m)
 				return -1;
 			if (r == R_SKIP)
 				break;
+			if (r == R_ACCEPT)
+				goto accepted;
 			if (r != R_CONTINUE)
-				goto early;
+				goto decided;
 		}
 	}
 
 	if (send_macro(c, C_EOM, "i", qid) < 0)
 		return -1;
 	cmd_start(c, C_EOM);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (t0->tv_sec == 0 && t0->tv_nsec == 0)
+		clock_gettime(CLOCK_MONOTONIC, t0);
 	if (cmd_send(c) < 0)
 		return -1;
 	for (;;) {
@@ -683,20 +1031,86 @@ send_message(struct worker *w, struct conn *c, const struct message *m)
 		if ((v = reply_verdict(r, c->rbuf, quarantined)) >= 0)
 			break;
 		/* A modification (header, recipient, body) or progress. */
+		if (opt_nsocks > 1)
+			hl_edit(hl, c, r, c->rbuf, len);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	add_latency(w, elapsed_us(&t0, &t1));
-	return v;
+	c->in_msg = false;
+	if (v == V_ACCEPT)
+		return 0;
+	outcome_set(o, k, "eom", r, c);
+	if (v == V_QUARANTINE) {
+		o->verdict = V_QUARANTINE;
+		snprintf(o->reply, sizeof(o->reply), "quarantine");
+	}
+	return 1;
 
-early:
-	/* A verdict before the end of the message: the MTA aborts it. */
-	v = reply_verdict(r, c->rbuf, false);
-	if (v < 0 || v == V_ACCEPT) /* accept now: no more steps needed */
-		v = v < 0 ? V_REJECT : V_ACCEPT;
-	cmd_start(c, C_ABORT);
-	if (cmd_send(c) < 0)
+accepted:
+	/* Accepted before the end: no EOM for this milter. */
+	c->msg_done = true;
+	return 0;
+decided:
+	outcome_set(o, k, "content", r, c);
+	return 1;
+}
+
+/* Ends the message for the milters still inside it. */
+static int
+chain_abort(struct chain *ch)
+{
+	for (int k = 0; k < opt_nsocks; k++) {
+		struct conn *c = &ch->c[k];
+
+		if (!c->in_msg)
+			continue;
+		c->in_msg = false;
+		cmd_start(c, C_ABORT);
+		if (cmd_send(c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * One message through the chain. Returns 0 with its outcome in o, -1 on
+ * a connection or protocol error.
+ */
+static int
+send_message(struct worker *w, struct chain *ch, struct hdrlist *hl,
+	     const struct message *m, struct outcome *o)
+{
+	char qid[32];
+	struct timespec t0 = {0}, t1;
+	int r;
+
+	snprintf(qid, sizeof(qid), "B%02X%08lX", (unsigned)w->id, ++w->qid);
+	o->verdict = V_ACCEPT;
+	o->milter = -1;
+	o->stage = "-";
+	o->reply[0] = '\0';
+
+	if ((r = chain_envelope(ch, qid, o)) < 0)
 		return -1;
-	return v;
+	if (r == 0 && chain_active(ch)) {
+		if (opt_nsocks > 1)
+			hl_reset(hl, m);
+		for (int k = 0; k < opt_nsocks; k++) {
+			struct conn *c = &ch->c[k];
+
+			if (c->conn_done || c->msg_done)
+				continue;
+			if ((r = content_send(ch, k, m, hl, qid, o, &t0)) < 0)
+				return -1;
+			if (r == 1)
+				break;
+		}
+		if (t0.tv_sec != 0 || t0.tv_nsec != 0) {
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			add_latency(w, elapsed_us(&t0, &t1));
+		}
+	}
+	/* A verdict before the end of the message, or a milter that
+	 * accepted it early: the MTA aborts it there. */
+	return chain_abort(ch);
 }
 
 /* The next message index, or -1 when the run is over. */
@@ -713,52 +1127,82 @@ take_message(void)
 	return i;
 }
 
+/* One line of --verdicts: path, verdict, what decided it. */
+static void
+verdict_write(const char *path, const struct outcome *o)
+{
+	if (opt_verdicts == NULL)
+		return;
+	pthread_mutex_lock(&verdicts_lock);
+	if (o->milter < 0)
+		fprintf(opt_verdicts, "%s\t%s\t-\n", path,
+			verdict_names[o->verdict]);
+	else
+		fprintf(opt_verdicts, "%s\t%s\tmilter%d/%s %s\n", path,
+			verdict_names[o->verdict], o->milter + 1, o->stage,
+			o->reply);
+	pthread_mutex_unlock(&verdicts_lock);
+}
+
 static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct conn c = {.fd = -1};
+	struct chain ch = {.open = false};
+	struct hdrlist hl = {0};
+	struct outcome o;
 	long i;
-	int sent = 0, v, rc;
+	int sent = 0, rc;
 
 	while ((i = take_message()) >= 0) {
 		const struct message *m = &corpus[(size_t)i % ncorpus];
 
-		if (c.fd < 0) {
+		if (!ch.open) {
 			sent = 0;
-			rc = conn_open(&c);
+			rc = chain_open(&ch);
 			if (rc != 0) {
-				conn_close(&c, false);
+				chain_close(&ch, false);
 				if (rc < 0) {
 					w->connect_errors++;
 					w->errors++;
 					usleep(10000);
-				} else {
-					/* Refused at CONNECT or HELO. */
-					w->verdicts[V_REJECT]++;
-					w->done++;
+					continue;
 				}
+				/* Refused at CONNECT or HELO. */
+				w->verdicts[V_REJECT]++;
+				w->done++;
+				o.verdict = V_REJECT;
+				o.milter = 0;
+				o.stage = "connect";
+				snprintf(o.reply, sizeof(o.reply), "refused");
+				verdict_write(m->path, &o);
 				continue;
 			}
 		}
-		v = send_message(w, &c, m);
-		if (v < 0) {
+		if (send_message(w, &ch, &hl, m, &o) < 0) {
 			if (!opt_quiet)
 				fprintf(stderr,
 					"miltergen: %s: connection error\n",
 					m->path);
 			w->errors++;
-			conn_close(&c, false);
+			chain_close(&ch, false);
 			continue;
 		}
-		w->verdicts[v]++;
+		w->verdicts[o.verdict]++;
 		w->done++;
+		verdict_write(m->path, &o);
 		if (++sent >= opt_per_conn)
-			conn_close(&c, true);
+			chain_close(&ch, true);
 	}
-	conn_close(&c, true);
-	free(c.rbuf);
-	free(c.wbuf);
+	chain_close(&ch, true);
+	for (int k = 0; k < MAX_MILTERS; k++) {
+		free(ch.c[k].rbuf);
+		free(ch.c[k].wbuf);
+	}
+	for (size_t j = 0; j < hl.n; j++)
+		hl_free_at(&hl, j);
+	free(hl.h);
+	free(hl.own);
 	return NULL;
 }
 
@@ -787,21 +1231,43 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: miltergen -s inet:PORT@HOST [-c CONNS] [-n MSGS | -t "
-		"SECONDS]\n"
+		"usage: miltergen -s SOCKET [-s SOCKET]... [-c CONNS] "
+		"[-n MSGS | -t SECONDS]\n"
 		"                 [-m MSGS-PER-CONN] [--ip ADDR] [--helo NAME] "
 		"[--from ADDR]\n"
-		"                 [--rcpt ADDR]... [-q] [-Q] LIST\n");
+		"                 [--rcpt ADDR]... [--verdicts FILE] [-q] [-Q] "
+		"LIST\n"
+		"SOCKET: inet:PORT@HOST, unix:PATH or local:PATH\n");
 	exit(2);
 }
 
+/* One more milter of the chain: inet:PORT@HOST, unix:PATH, local:PATH. */
 static void
 parse_socket(const char *s)
 {
+	struct sockspec *sp;
 	const char *at;
 	char port[16];
 	size_t n;
 
+	if (opt_nsocks == MAX_MILTERS) {
+		fprintf(stderr, "miltergen: at most %d milters\n", MAX_MILTERS);
+		exit(2);
+	}
+	sp = &opt_socks[opt_nsocks++];
+	sp->spec = s;
+	if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&sp->addr;
+		const char *path = strchr(s, ':') + 1;
+
+		if (path[0] == '\0' || strlen(path) >= sizeof(un->sun_path))
+			usage();
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, path, strlen(path) + 1);
+		sp->len = sizeof(*un);
+		sp->inet = false;
+		return;
+	}
 	if (strncmp(s, "inet:", 5) != 0 || (at = strchr(s, '@')) == NULL)
 		usage();
 	n = (size_t)(at - (s + 5));
@@ -809,10 +1275,16 @@ parse_socket(const char *s)
 		usage();
 	memcpy(port, s + 5, n);
 	port[n] = '\0';
-	opt_addr.sin_family = AF_INET;
-	opt_addr.sin_port = htons((uint16_t)atoi(port));
-	if (inet_pton(AF_INET, at + 1, &opt_addr.sin_addr) != 1)
-		usage();
+	{
+		struct sockaddr_in *in = (struct sockaddr_in *)&sp->addr;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)atoi(port));
+		if (inet_pton(AF_INET, at + 1, &in->sin_addr) != 1)
+			usage();
+		sp->len = sizeof(*in);
+	}
+	sp->inet = true;
 }
 
 /* An address in angle brackets, as MAIL and RCPT carry it. */
@@ -837,6 +1309,7 @@ main(int argc, char **argv)
 	    {"helo", required_argument, NULL, 'H'},
 	    {"from", required_argument, NULL, 'F'},
 	    {"rcpt", required_argument, NULL, 'R'},
+	    {"verdicts", required_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0}};
 	struct worker *ws;
 	long total_done = 0, errors = 0, conn_errors = 0;
@@ -872,6 +1345,10 @@ main(int argc, char **argv)
 			break;
 		case 'Q':
 			opt_quickack = true;
+			break;
+		case 'V':
+			if ((opt_verdicts = fopen(optarg, "w")) == NULL)
+				die(optarg);
 			break;
 		case 'I':
 			opt_ip = optarg;
@@ -949,6 +1426,8 @@ main(int argc, char **argv)
 	qsort(lat, nlat, sizeof(*lat), cmp_long);
 
 	printf("corpus %zu\n", ncorpus);
+	if (opt_nsocks > 1)
+		printf("milters %d\n", opt_nsocks);
 	printf("connections %d\n", opt_conns);
 	printf("messages %ld\n", total_done + errors);
 	printf("final_replies %ld\n", total_done);
@@ -971,6 +1450,8 @@ main(int argc, char **argv)
 		   (double)(ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
 		   (double)(ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
 		   (double)(ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6);
+	if (opt_verdicts != NULL && fclose(opt_verdicts) != 0)
+		die("--verdicts");
 	for (int i = 0; i < opt_conns; i++)
 		free(ws[i].lat);
 	free(ws);

@@ -1,8 +1,12 @@
 #!/bin/sh
-# run.sh: the benchmark of edmilter alone (no MTA, no peer milters).
+# run.sh: the benchmark of edmilter, alone and beside the milter chain it
+# replaces (no MTA).
 #
-#   sh tests/bench/run.sh            the full run (about 1.5 minutes)
+#   sh tests/bench/run.sh            the full run (about 2.5 minutes)
 #   sh tests/bench/run.sh --smoke    a few messages, a few seconds
+#   sh tests/bench/run.sh --compare  every message once through edmilter
+#                                    (rules off) and once through the
+#                                    chain; lists the verdicts that differ
 #
 # Builds edmilter and tests/bench/miltergen (make bench), starts Knot DNS
 # on loopback (tests/dns.sh) with SPF, DKIM and DMARC records for
@@ -12,25 +16,33 @@
 # 127.0.0.1 not internal), and replays the SpamAssassin public corpus
 # (../shared/corpora/spamassassin, read in place) through miltergen at 64
 # concurrent connections: once with rules/baseline.rules, once without
-# rules. A quarter of the messages are DKIM-signed copies (From rewritten
+# rules, then (as root, with the packages of "install-deps.sh --bench")
+# once through the chain clamav-milter + clamd, opendkim, opendmarc
+# (tests/bench/peers.sh) driven the way Postfix drives several milters.
+# A quarter of the messages are DKIM-signed copies (From rewritten
 # to example.com, rsa-sha256, or example.org, ed25519), and a few carry
 # the harmless ClamAV test program clam.exe. It measures the daemon's CPU
 # time per message (/proc/PID/stat utime+stime, before and after the
-# measured run) and its peak resident memory (VmHWM), and prints a table.
-# Everything it starts is stopped at exit.
+# measured run) and its peak resident memory (VmHWM), summed over the
+# chain's four processes for the chain, and prints a table and the ratio
+# edmilter/chain in msg/s. Everything it starts is stopped at exit.
 #
 # Knobs (environment): BENCH_SECONDS (30), BENCH_CONNS (64),
 # BENCH_PER_CONN (messages per connection, 50), BENCH_QUICKACK=1 (miltergen
 # -Q: acknowledge replies at once, see docs/BENCHMARKS.md), BENCH_KEEP=DIR
-# (keep the figures and edmilter's logs there), BUILDDIR (the tree).
+# (keep the figures and edmilter's logs there), BUILDDIR (the tree),
+# BENCH_CHAIN=0 (no chain run), BENCH_DNS53 (the loopback address where
+# Knot also listens on port 53 for opendmarc, 127.0.83.1).
 # Exit status: 0, 1 when a run failed, 77 when it cannot run here.
 set -u
 SMOKE=0
+COMPARE=0
 case "${1:-}" in
 --smoke) SMOKE=1 ;;
+--compare) COMPARE=1 ;;
 "") ;;
 *)
-	echo "usage: $0 [--smoke]" >&2
+	echo "usage: $0 [--smoke | --compare]" >&2
 	exit 2
 	;;
 esac
@@ -46,6 +58,7 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 fi
 . "$SRCDIR/tests/lib.sh"
 . "$SRCDIR/tests/dns.sh"
+. "$SRCDIR/tests/bench/peers.sh"
 
 SECONDS_RUN=${BENCH_SECONDS:-30}
 CONNS=${BENCH_CONNS:-64}
@@ -65,6 +78,23 @@ command -v openssl >/dev/null || cannot "openssl missing"
 	cannot "python3-dkim, python3-nacl or python3-cryptography missing"
 if [ "$SMOKE" -eq 0 ] && [ ! -d "$CORPUS" ]; then
 	cannot "the SpamAssassin corpus is absent ($CORPUS)"
+fi
+# The chain: not in the smoke mode (CI has no peer packages), and only
+# where it can run (root: a mount namespace and port 53 for opendmarc).
+CHAIN=0
+CHAIN_WHY=""
+DNS53=${BENCH_DNS53:-127.0.83.1}
+if [ "$SMOKE" -eq 1 ] || [ "${BENCH_CHAIN:-1}" = 0 ]; then
+	CHAIN_WHY="not asked for"
+elif [ -n "$(peers_missing)" ]; then
+	CHAIN_WHY="missing:$(peers_missing) (sh contrib/install-deps.sh --bench)"
+elif [ "$(id -u)" -ne 0 ]; then
+	CHAIN_WHY="needs root (opendmarc's resolv.conf, port 53)"
+else
+	CHAIN=1
+fi
+if [ "$COMPARE" -eq 1 ] && [ "$CHAIN" -eq 0 ]; then
+	cannot "the chain cannot run: $CHAIN_WHY"
 fi
 
 echo "bench: building edmilter and miltergen in $BUILDDIR"
@@ -119,8 +149,39 @@ cat >>"$DNS_DIR/knot.conf" <<EOC
     zonefile-sync: -1
     journal-content: none
 EOC
-knotc -c "$DNS_DIR/knot.conf" reload >"$WORK/knotc.log" 2>&1 ||
-	cannot "knotc reload failed: $(cat "$WORK/knotc.log")"
+if [ "$CHAIN" -eq 1 ]; then
+	# opendmarc and its libspf2 read resolv.conf, which has no port:
+	# the same server listens on port 53 of a loopback address too.
+	# A listening address changes only with a restart.
+	dns_stop
+	sed -i "s/^    listen: .*/    listen: [ 127.0.0.1@$DNS_PORT, $DNS53@53 ]/" \
+		"$DNS_DIR/knot.conf"
+	knotd -c "$DNS_DIR/knot.conf" >>"$DNS_DIR/knot.log" 2>&1 &
+	# shellcheck disable=SC2034 # dns_stop stops it
+	DNS_PID=$!
+	i=0
+	until kdig +time=1 +retry=0 @"$DNS53" _dmarc.example.com TXT \
+		2>/dev/null | grep -q 'status: NOERROR'; do
+		i=$((i + 1))
+		if [ $i -ge 50 ]; then
+			CHAIN=0
+			CHAIN_WHY="Knot does not answer on $DNS53@53"
+			[ "$COMPARE" -eq 0 ] || cannot "$CHAIN_WHY"
+			# Back to the loopback port alone.
+			dns_stop
+			sed -i "s/^    listen: .*/    listen: 127.0.0.1@$DNS_PORT/" \
+				"$DNS_DIR/knot.conf"
+			knotd -c "$DNS_DIR/knot.conf" >>"$DNS_DIR/knot.log" 2>&1 &
+			# shellcheck disable=SC2034 # dns_stop stops it
+			DNS_PID=$!
+			break
+		fi
+		sleep 0.1
+	done
+else
+	knotc -c "$DNS_DIR/knot.conf" reload >"$WORK/knotc.log" 2>&1 ||
+		cannot "knotc reload failed: $(cat "$WORK/knotc.log")"
+fi
 i=0
 until kdig +time=1 +retry=0 -p "$DNS_PORT" @127.0.0.1 _dmarc.nosuch.ie TXT \
 	2>/dev/null | grep -q 'status: NXDOMAIN'; do
@@ -232,19 +293,82 @@ echo "bench: $(wc -l <"$LIST") messages in the list, $n with clam.exe"
 mkdir -p "$WORK/tmp"
 CLK_TCK=$(getconf CLK_TCK)
 
-# cpu_ticks PID: utime + stime (fields 14 and 15; the name may hold spaces).
+# cpu_ticks PID...: utime + stime (fields 14 and 15; the name may hold
+# spaces), summed over the processes given.
 cpu_ticks() {
-	sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+	for p in "$@"; do
+		sed 's/^.*) //' "/proc/$p/stat"
+	done | awk '{ t += $12 + $13 } END { print t + 0 }'
 }
+# vmhwm_kb PID...: the peak resident memory, summed over the processes.
 vmhwm_kb() {
-	awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+	for p in "$@"; do
+		cat "/proc/$p/status"
+	done | awk '/^VmHWM:/ { k += $2 } END { print k + 0 }'
 }
 # val FILE KEY: a value of miltergen's output.
 val() {
 	awk -v k="$2" '$1 == k { print $2 }' "$1"
 }
 
-# bench_run NAME [extra config lines]: one run; its figures in $WORK/NAME.*.
+# drive NAME "SOCKETS" PID...: miltergen against the milter(s) at SOCKETS
+# (one -s SPEC each, in order), the CPU time and peak memory of the
+# processes PID...; the figures in $WORK/NAME.out. With --compare, one
+# pass over the list, each message's verdict in $WORK/NAME.verdicts.
+drive() {
+	name=$1
+	socks=$2
+	shift 2
+	gen="$GEN $socks --ip 192.0.2.10 --helo mail.example.com
+		--from bench@example.com --rcpt rcpt@example.net"
+	[ -n "${BENCH_QUICKACK:-}" ] && gen="$gen -Q"
+	if [ "$SMOKE" -eq 1 ]; then
+		runargs="-c 4 -m 3 -n $(wc -l <"$LIST")"
+	elif [ "$COMPARE" -eq 1 ]; then
+		runargs="-c $CONNS -m $PER_CONN -n $(wc -l <"$LIST")"
+		runargs="$runargs --verdicts $WORK/$name.verdicts"
+	else
+		# A warm-up pass (the DNS cache, the allocator) not measured.
+		# shellcheck disable=SC2086
+		$gen -q -c "$CONNS" -m "$PER_CONN" -n 500 "$LIST" \
+			>"$WORK/$name.warmup" 2>&1
+		runargs="-c $CONNS -m $PER_CONN -t $SECONDS_RUN"
+	fi
+	# The machine may be shared: say how busy it was before the run.
+	load=$(cut -d' ' -f1 /proc/loadavg)
+	t0=$(cpu_ticks "$@")
+	# shellcheck disable=SC2086
+	$gen $runargs "$LIST" >"$WORK/$name.out" 2>"$WORK/$name.err"
+	rc=$?
+	for p in "$@"; do
+		kill -0 "$p" 2>/dev/null && continue
+		echo "bench: $name: process $p died during the run"
+		return 2
+	done
+	t1=$(cpu_ticks "$@")
+	hwm=$(vmhwm_kb "$@")
+	msgs=$(val "$WORK/$name.out" final_replies)
+	gcpu=$(val "$WORK/$name.out" gen_cpu_s)
+	{
+		echo "cpu_ticks $((t1 - t0))"
+		echo "cpu_us_per_msg $(awk -v t=$((t1 - t0)) -v h="$CLK_TCK" \
+			-v m="${msgs:-0}" 'BEGIN { printf "%.0f", m ? t / h * 1e6 / m : 0 }')"
+		echo "gen_cpu_us_per_msg $(awk -v g="${gcpu:-0}" -v m="${msgs:-0}" \
+			'BEGIN { printf "%.0f", m ? g * 1e6 / m : 0 }')"
+		echo "vmhwm_kb $hwm"
+		echo "loadavg_before $load"
+		echo "exit $rc"
+	} >>"$WORK/$name.out"
+	sed "s/^/raw $name /" "$WORK/$name.out"
+	if [ "$rc" -ne 0 ]; then
+		echo "bench: $name: miltergen exited $rc"
+		sed 's/^/bench:   /' "$WORK/$name.err" | head -20
+		return 1
+	fi
+	return 0
+}
+
+# bench_run NAME [extra config lines]: edmilter with a fresh config.
 bench_run() {
 	name=$1
 	shift
@@ -269,58 +393,75 @@ bench_run() {
 	}
 	: >"$WORK/milter.log"
 	start_milter "$conf" || return 1
-	gen="$GEN -s inet:$MILTER_PORT@127.0.0.1 --ip 192.0.2.10
-		--helo mail.example.com --from bench@example.com
-		--rcpt rcpt@example.net"
-	[ -n "${BENCH_QUICKACK:-}" ] && gen="$gen -Q"
-	if [ "$SMOKE" -eq 1 ]; then
-		runargs="-c 4 -m 3 -n $(wc -l <"$LIST")"
-	else
-		# A warm-up pass (the DNS cache, the allocator) not measured.
-		$gen -q -c "$CONNS" -m "$PER_CONN" -n 500 "$LIST" \
-			>"$WORK/$name.warmup" 2>&1
-		runargs="-c $CONNS -m $PER_CONN -t $SECONDS_RUN"
-	fi
-	# The machine may be shared: say how busy it was before the run.
-	load=$(cut -d' ' -f1 /proc/loadavg)
-	t0=$(cpu_ticks "$MILTER_PID")
-	# shellcheck disable=SC2086
-	$gen $runargs "$LIST" >"$WORK/$name.out" 2>"$WORK/$name.err"
+	drive "$name" "-s inet:$MILTER_PORT@127.0.0.1" "$MILTER_PID"
 	rc=$?
-	if ! kill -0 "$MILTER_PID" 2>/dev/null; then
+	if [ "$rc" -eq 2 ]; then
 		echo "bench: $name: edmilter died during the run:"
 		tail -20 "$WORK/milter.log" | sed 's/^/bench:   /'
 		MILTER_PID=""
-		return 1
 	fi
-	t1=$(cpu_ticks "$MILTER_PID")
-	hwm=$(vmhwm_kb "$MILTER_PID")
 	stop_milter
 	cp "$WORK/milter.log" "$WORK/$name.milter.log"
-	msgs=$(val "$WORK/$name.out" final_replies)
-	gcpu=$(val "$WORK/$name.out" gen_cpu_s)
-	{
-		echo "cpu_ticks $((t1 - t0))"
-		echo "cpu_us_per_msg $(awk -v t=$((t1 - t0)) -v h="$CLK_TCK" \
-			-v m="${msgs:-0}" 'BEGIN { printf "%.0f", m ? t / h * 1e6 / m : 0 }')"
-		echo "gen_cpu_us_per_msg $(awk -v g="${gcpu:-0}" -v m="${msgs:-0}" \
-			'BEGIN { printf "%.0f", m ? g * 1e6 / m : 0 }')"
-		echo "vmhwm_kb $hwm"
-		echo "loadavg_before $load"
-		echo "exit $rc"
-	} >>"$WORK/$name.out"
-	sed "s/^/raw $name /" "$WORK/$name.out"
+	[ "$rc" -eq 0 ]
+}
+
+# chain_run NAME: clamav-milter (and clamd), opendkim, opendmarc, in this
+# order, as Postfix calls them; CPU and memory of all four processes.
+chain_run() {
+	name=$1
+	rm -rf "$WORK/peers"
+	peers_start "$WORK/peers" "$DNS53" 53 "$SIGS"
+	rc=$?
 	if [ "$rc" -ne 0 ]; then
-		echo "bench: $name: miltergen exited $rc"
-		sed 's/^/bench:   /' "$WORK/$name.err" | head -20
+		echo "bench: $name: the chain did not start"
 		return 1
 	fi
+	CLEANUP="$CLEANUP peers_stop"
+	socks=""
+	for s in $PEERS_MILTERS; do socks="$socks -s $s"; done
+	# shellcheck disable=SC2086
+	drive "$name" "$socks" $PEERS_PIDS
+	rc=$?
+	[ "$rc" -eq 2 ] && tail -n 5 "$WORK"/peers/*.log | sed 's/^/bench:   /'
+	peers_stop
+	for l in "$WORK"/peers/*.log; do
+		cp "$l" "$WORK/$name.$(basename "$l" .log).milter.log"
+	done
+	[ "$rc" -eq 0 ]
+}
+
+# compare A B: the messages whose verdicts differ between two runs, and a
+# count of each pair of verdicts.
+compare() {
+	sh "$SRCDIR/tests/bench/verdicts.sh" "$WORK/$1.verdicts" \
+		"$WORK/$2.verdicts" "$1" "$2"
+}
+
+keep() {
+	[ -n "${BENCH_KEEP:-}" ] || return 0
+	mkdir -p "$BENCH_KEEP"
+	cp "$WORK"/*.out "$WORK"/*.milter.log "$BENCH_KEEP"/ 2>/dev/null
+	cp "$WORK"/*.verdicts "$BENCH_KEEP"/ 2>/dev/null
+	cp "$WORK"/*.conf "$BENCH_KEEP"/ 2>/dev/null
+	[ -d "$WORK/peers" ] && cp "$WORK"/peers/*.conf "$BENCH_KEEP"/
 	return 0
 }
 
 status=0
+if [ "$COMPARE" -eq 1 ]; then
+	bench_run rules-off || status=1
+	chain_run chain || status=1
+	[ "$status" -eq 0 ] && { compare rules-off chain || status=1; }
+	keep
+	exit $status
+fi
 bench_run rules-on "RulesPath $SRCDIR/rules/baseline.rules" || status=1
 bench_run rules-off || status=1
+if [ "$CHAIN" -eq 1 ]; then
+	chain_run chain || status=1
+else
+	echo "bench: chain: SKIP: $CHAIN_WHY"
+fi
 
 # row NAME: one line of the table.
 row() {
@@ -336,23 +477,35 @@ row() {
 		"$(val "$o" verdict_reject)" "$(val "$o" verdict_tempfail)" \
 		"$(val "$o" verdict_discard)" "$(val "$o" errors)"
 }
+# ratio NAME: edmilter's msg/s in run NAME over the chain's.
+ratio() {
+	awk -v a="$(val "$WORK/$1.out" msgs_per_sec)" \
+		-v b="$(val "$WORK/chain.out" msgs_per_sec)" \
+		'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "-" }'
+}
 echo
 printf '%-9s %8s %8s %8s %8s %9s %10s %7s %9s  %s\n' run messages msg/s \
 	p50_us p99_us p99.9_us cpu_us/msg gen_cpu VmHWM_MiB \
 	"accept/quarantine/reject/tempfail/discard errors"
 row rules-on
 row rules-off
+row chain
 if [ "$SMOKE" -eq 1 ]; then
 	echo "(smoke: 4 connections, $(wc -l <"$LIST") messages per run)"
 else
+	loads="$(val "$WORK/rules-on.out" loadavg_before), $(val \
+		"$WORK/rules-off.out" loadavg_before)"
+	[ -s "$WORK/chain.out" ] &&
+		loads="$loads, $(val "$WORK/chain.out" loadavg_before)"
 	echo "($CONNS connections, ${SECONDS_RUN} s per run, $PER_CONN" \
 		"messages per connection; $(nproc) CPUs," \
 		"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1);" \
-		"load average before each run: $(val "$WORK/rules-on.out" \
-			loadavg_before), $(val "$WORK/rules-off.out" loadavg_before))"
+		"load average before each run: $loads)"
+	if [ -s "$WORK/chain.out" ]; then
+		echo "edmilter/chain msg/s: rules-on $(ratio rules-on)," \
+			"rules-off $(ratio rules-off) (chain CPU and VmHWM:" \
+			"clamd + clamav-milter + opendkim + opendmarc)"
+	fi
 fi
-if [ -n "${BENCH_KEEP:-}" ]; then
-	mkdir -p "$BENCH_KEEP"
-	cp "$WORK"/*.out "$WORK"/*.milter.log "$BENCH_KEEP"/ 2>/dev/null
-fi
+keep
 exit $status
