@@ -516,6 +516,8 @@ floor_av(struct floor *f, const struct msg *m)
 	rc = cl_scanmap_callback(map, NULL, &name, &scanned, f->engine,
 				 &f->scanopts, NULL);
 	cl_fmap_close(map);
+	if (rc == CL_VIRUS && f->verbose)
+		fprintf(stderr, "floor: clamav: %s\n", name);
 	if (rc == CL_VIRUS)
 		f->av_infected++;
 	return rc == CL_CLEAN || rc == CL_VIRUS ? 0 : -1;
@@ -1265,6 +1267,8 @@ main(int argc, char **argv)
 	/* A warm-up (allocator, caches, JIT), then every message once. */
 	for (long i = 0; i < warmup && (size_t)i < npaths; i++)
 		floor_message(&f, paths[i], false);
+	f.dkim_pass = f.av_infected = f.dmarc_policies = 0;
+	f.spf_pass = f.rule_matches = 0;
 	for (size_t i = 0; i < npaths && (max < 0 || (long)i < max); i++)
 		floor_message(&f, paths[i], true);
 
