@@ -288,6 +288,27 @@ for f in clam.exe clam.zip clam.7z clam.tar.gz; do
 	mv "$LIST.tmp" "$LIST"
 done
 [ $n -gt 0 ] || echo "bench: no clamav-testfiles: no infected messages"
+if [ "$COMPARE" -eq 1 ]; then
+	# Two DMARC failures under p=quarantine, so that the comparison also
+	# shows each side enforcing a policy (the corpus has none): From
+	# example.org unsigned (MAIL FROM example.com does not align), and a
+	# signed example.org copy with its body changed after signing.
+	{
+		printf 'From: Bob <bob@example.org>\nTo: rcpt@example.net\n'
+		printf 'Subject: unsigned\nMessage-ID: <dmarc.1@example.org>\n'
+		printf 'Date: Thu, 03 Dec 2026 10:00:00 +0000\n\nNo signature.\n'
+	} >"$M/dmarc-unsigned.eml"
+	echo "$M/dmarc-unsigned.eml" >>"$LIST"
+	f=$(grep -l 'd=example\.org;' "$M"/signed/*.eml \
+		2>/dev/null | head -1)
+	if [ -n "$f" ]; then
+		{
+			cat "$f"
+			echo "A line added after signing."
+		} >"$M/dmarc-badsig.eml"
+		echo "$M/dmarc-badsig.eml" >>"$LIST"
+	fi
+fi
 echo "bench: $(wc -l <"$LIST") messages in the list, $n with clam.exe"
 
 mkdir -p "$WORK/tmp"
