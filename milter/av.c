@@ -32,11 +32,40 @@ struct av_engine {
 	char tmpdir[4096];
 };
 
+/*
+ * libclamav's own messages, which it would write to stderr (closed in a
+ * daemon). At a load they say which file and line of the database is
+ * wrong: errors and warnings go to the log. During a scan (context set)
+ * they carry no queue id and mail can cause many: debug level only.
+ */
+static void
+av_clamav_msg(enum cl_msg sev, const char *full, const char *msg, void *ctx)
+{
+	char raw[600], line[600];
+	size_t n;
+
+	(void)full;
+	if (sev != CL_MSG_ERROR && sev != CL_MSG_WARN)
+		return;
+	snprintf(raw, sizeof(raw), "%s", msg);
+	n = strlen(raw);
+	while (n > 0 &&
+	       (raw[n - 1] == '\n' || raw[n - 1] == '\r' || raw[n - 1] == ' '))
+		raw[--n] = '\0';
+	util_safe(line, sizeof(line), raw, false);
+	if (ctx != NULL)
+		log_msg(LOG_DEBUG, "libclamav: %s", line);
+	else
+		log_msg(sev == CL_MSG_ERROR ? LOG_ERR : LOG_WARNING,
+			"libclamav: %s", line);
+}
+
 int
 av_global_init(char *err, size_t errlen)
 {
 	cl_error_t rc = cl_init(CL_INIT_DEFAULT);
 
+	cl_set_clcb_msg(av_clamav_msg);
 	if (rc != CL_SUCCESS) {
 		snprintf(err, errlen, "libclamav: init: %s", cl_strerror(rc));
 		return -1;
@@ -239,8 +268,9 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 	opts.general = CL_SCAN_GENERAL_HEURISTICS;
 	opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
 
+	/* r is the context libclamav's messages during the scan come with. */
 	rc = cl_scanmap_callback(map, NULL, &name, &scanned, e->engine, &opts,
-				 NULL);
+				 r);
 	cl_fmap_close(map);
 	r->ms = (unsigned)(util_now_ms() - t0);
 	switch (rc) {

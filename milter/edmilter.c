@@ -2,7 +2,9 @@
  * edmilter.c: the daemon. Reads the config, opens the milter socket while
  * still privileged, becomes UserID, loads the ClamAV engine and hands over
  * to libmilter. SIGUSR1 reloads the config and the database as one new
- * snapshot; SIGTERM stops after the messages in flight are answered.
+ * snapshot, and so does a change of the database folder, looked at every
+ * ClamAVCheckInterval seconds; SIGTERM stops after the messages in flight
+ * are answered.
  *
  * Logs start-up, reload and stop at info level; errors at err.
  */
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "edmilter.h"
@@ -214,7 +217,6 @@ edm_write_pid(const char *path)
 	fclose(fp);
 }
 
-/* Builds a new snapshot; a bad config keeps the running one. */
 /* Turns new connections away and waits for the messages in flight. */
 static void
 edm_drain(void)
@@ -232,13 +234,30 @@ edm_drain(void)
 			mlfi_in_flight());
 }
 
+/*
+ * The database folder as the last load found it: the reload thread looks
+ * at it every ClamAVCheckInterval seconds, as clamd's SelfCheck does. Only
+ * the reload thread touches it once serving.
+ */
+static struct av_watch *edm_watch;
+
+/*
+ * Builds a new snapshot (config, rules, a new engine) while scans go on
+ * with the running one, and swaps it in. A bad config keeps the running
+ * snapshot; a database that fails to load keeps the running engine.
+ */
 static void
 edm_reload(void)
 {
 	struct snap *cur = snap_get(), *s = NULL;
 	struct errlist errs = {0};
+	struct av_watch *w;
 
 	log_msg(LOG_INFO, "reloading %s", edm_conf_path);
+
+	/* Noted before the load: a change while it runs is seen next time. */
+	w = av_watch_new(cur != NULL ? cur->conf->clamav_db
+				     : av_watch_dir(edm_watch));
 	if (snap_build(edm_conf_path, cur ? cur->av : NULL, &s, &errs) == 0 &&
 	    !conf_any_set(s->conf)) {
 		/* An empty file is more likely cut short than meant. */
@@ -250,38 +269,90 @@ edm_reload(void)
 		s = NULL;
 	}
 	if (s == NULL) {
+		/* The database is tried again with the next good config. */
+		av_watch_free(w);
 		for (size_t i = 0; i < errs.n; i++)
 			log_msg(LOG_ERR, "%s", errs.lines[i]);
 		log_msg(LOG_ERR, "reload failed: keeping the running "
 				 "configuration");
-	} else {
+		errlist_free(&errs);
+		snap_put(cur);
+		return;
+	}
+
+	if (strcmp(av_watch_dir(w), s->conf->clamav_db) != 0) {
+		av_watch_free(w);
+		w = av_watch_new(s->conf->clamav_db);
+	}
+	av_watch_free(edm_watch);
+	edm_watch = w;
+	if (s->av == NULL)
+		log_msg(LOG_ERR, "reloaded: %s; still no database",
+			s->av_error);
+	else if (cur != NULL && s->av == cur->av)
+		log_msg(LOG_ERR,
+			"reloaded the configuration; database reload failed: "
+			"the running database kept (%u signatures)",
+			av_signatures(s->av));
+	else
 		log_msg(LOG_INFO, "reloaded: %u signatures",
 			av_signatures(s->av));
-		snap_install(s);
-	}
+	snap_install(s);
 	errlist_free(&errs);
 	snap_put(cur);
 }
 
+/* ClamAVCheckInterval of the running config, in seconds; 0 is off. */
+static long
+edm_check_interval(void)
+{
+	struct snap *s = snap_get();
+	long every = s != NULL ? s->conf->clamav_check_interval : 0;
+
+	snap_put(s);
+	return every;
+}
+
 /*
  * Reloads run in a thread of their own (loading a database takes
- * seconds), so that the main thread is always waiting for signals.
+ * seconds), so that the main thread is always waiting for signals and
+ * scans never wait on a load. The thread wakes for SIGUSR1, and every
+ * ClamAVCheckInterval seconds to look at the database folder.
  */
 static pthread_mutex_t edm_reload_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t edm_reload_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t edm_reload_cv;
 static int edm_reload_asked;
 
 static void *
 edm_reload_thread(void *arg)
 {
+	struct timespec due;
+	long every;
+	int asked, rc;
+
 	(void)arg;
 	for (;;) {
+		every = edm_check_interval();
+		clock_gettime(CLOCK_MONOTONIC, &due);
+		due.tv_sec += every;
+		rc = 0;
 		pthread_mutex_lock(&edm_reload_mu);
-		while (!edm_reload_asked)
-			pthread_cond_wait(&edm_reload_cv, &edm_reload_mu);
+		while (!edm_reload_asked && rc != ETIMEDOUT)
+			rc = every > 0
+				 ? pthread_cond_timedwait(&edm_reload_cv,
+							  &edm_reload_mu, &due)
+				 : pthread_cond_wait(&edm_reload_cv,
+						     &edm_reload_mu);
+		asked = edm_reload_asked;
 		edm_reload_asked = 0;
 		pthread_mutex_unlock(&edm_reload_mu);
-		edm_reload();
+		if (asked) {
+			edm_reload();
+		} else if (av_watch_changed(edm_watch)) {
+			log_msg(LOG_INFO, "%s: database changed, reloading",
+				av_watch_dir(edm_watch));
+			edm_reload();
+		}
 	}
 	return NULL;
 }
@@ -312,8 +383,15 @@ static void
 edm_serve(void)
 {
 	pthread_t smfi, reload;
+	pthread_condattr_t ca;
 	sigset_t set;
 	int sig;
+
+	/* The interval is counted on a clock that setting the time leaves. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&edm_reload_cv, &ca);
+	pthread_condattr_destroy(&ca);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -418,14 +496,15 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+	edm_watch = av_watch_new(c->clamav_db);
 	if (snap_build(edm_conf_path, NULL, &s, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_msg(LOG_ERR, "%s", errs.lines[i]);
 		goto fail;
 	}
 	if (s->av == NULL)
-		log_msg(LOG_ERR, "%s; every message gets OnScanError (%s)",
-			s->av_error, verdict_action_name(c->on_scan_error));
+		log_msg(LOG_ERR, "%s; every message gets OnNoEngine (%s)",
+			s->av_error, verdict_action_name(c->on_no_engine));
 	snap_install(s);
 	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures", EDM_NAME,
 		EDM_VERSION, c->socket, av_signatures(s->av));
