@@ -233,12 +233,14 @@ pipe_decide_auth(const struct conf *c, const struct msg *m,
 	}
 	if (d->result == DMARCR_PERMERROR ||
 	    (r->spf_mail.result == SPFR_PERMERROR &&
-	     d->result != DMARCR_PASS)) {
+	     d->result == DMARCR_NONE)) {
+		/* With a DMARC policy, DMARC decides: a fail stays a fail. */
 		if (d->result == DMARCR_PERMERROR)
-			snprintf(reason, sizeof(reason), "dmarc permerror: %s",
-				 d->reason);
+			snprintf(reason, sizeof(reason),
+				 "dmarc permerror: %s", d->reason);
 		else
-			snprintf(reason, sizeof(reason), "spf permerror for %s",
+			snprintf(reason, sizeof(reason),
+				 "spf permerror for %s",
 				 m->from && *m->from ? m->from : "the HELO");
 		pipe_fallback(c, m, r, FB_DNS_PERM, reason, NULL);
 		return;

@@ -26,6 +26,7 @@ dns_zone example.com <<EOZ
 mail A 192.0.2.10
 mail TXT "v=spf1 a -all"
 _dmarc TXT "v=DMARC1; p=reject; sp=quarantine"
+spfbad TXT "v=spf1 ip4:bogus -all"
 sel._domainkey TXT $(dns_split_txt "v=DKIM1; k=rsa; p=$P")
 EOZ
 dns_zone example.org <<EOZ
@@ -38,6 +39,10 @@ EOZ
 dns_zone example.net <<EOZ
 @ TXT "v=spf1 ip4:198.51.100.0/24 -all"
 _dmarc TXT "v=DMARC1; p=none"
+EOZ
+# No DMARC record, and an SPF record that cannot be evaluated.
+dns_zone spfperm-test.com <<EOZ
+@ TXT "v=spf1 ip4:192.0.2.0/33 -all"
 EOZ
 dns_start || { echo "1..0 # SKIP knotd did not start"; exit 0; }
 
@@ -168,6 +173,36 @@ is "$(field "$j" verdict)" reject "unrelated broken DKIM: still rejected"
 printf 'To: bob@example.net\nSubject: x\n\nbody\n' >"$WORK/nofrom.eml"
 j=$(scan "$WORK/nofrom.eml" --ip 198.51.100.7 --from a@example.net)
 is "$(field "$j" dmarc.result)" permerror "no From: permerror, not a pass"
+# A permanent error is OnAuthPermError's: accept (the default) says so.
+unchecked() {
+	printf '%s' "$1" | "$PY" -c '
+import json, sys
+print(" | ".join(o["value"] for o in json.load(sys.stdin)["headers"]
+                 if o["name"] == "X-Edmilter-Unchecked" and o["op"] == "add"))'
+}
+is "$(field "$j" verdict)" accept "dmarc permerror: accepted (OnAuthPermError)"
+like "$(unchecked "$j")" '^auth/dns-perm: dmarc permerror' \
+	"dmarc permerror: X-Edmilter-Unchecked says so"
+msg "x@spfperm-test.com" >"$WORK/spfperm.eml"
+j=$(scan "$WORK/spfperm.eml" --ip 192.0.2.10 --from a@spfperm-test.com)
+is "$(field "$j" spf.result)/$(field "$j" dmarc.result)" permerror/none \
+	"a broken SPF record, no DMARC: spf=permerror"
+is "$(field "$j" verdict)" accept "spf permerror: accepted by default"
+is "$(unchecked "$j")" "auth/dns-perm: spf permerror for a@spfperm-test.com" \
+	"spf permerror: X-Edmilter-Unchecked names the sender"
+cp "$CONF" "$WORK/perm.conf"
+echo "OnAuthPermError reject" >>"$WORK/perm.conf"
+j=$("$EDMSCAN" -c "$WORK/perm.conf" --json --ip 192.0.2.10 \
+	--helo mail.example.com --from a@spfperm-test.com "$WORK/spfperm.eml")
+is "$(field "$j" verdict)" reject "OnAuthPermError reject: rejected"
+is "$(field "$j" reply)" "550 5.7.1 the sender's domain could not be verified" \
+	"OnAuthPermError reject: 550 5.7.1"
+# Under a DMARC policy a broken SPF record changes nothing: a spoof fails.
+msg "CEO <ceo@example.com>" >"$WORK/spoofperm.eml"
+j=$(scan "$WORK/spoofperm.eml" --ip 198.51.100.7 \
+	--from a@spfbad.example.com)
+is "$(field "$j" spf.result)/$(field "$j" dmarc.result)/$(field "$j" verdict)" \
+	permerror/fail/reject "spf permerror under p=reject: still rejected"
 
 # 6. HELO-only SPF pass: the HELO passes, MAIL FROM does not align.
 msg "ceo@example.com" >"$WORK/helo.eml"
