@@ -236,11 +236,10 @@ pipe_decide_auth(const struct conf *c, const struct msg *m,
 	     d->result == DMARCR_NONE)) {
 		/* With a DMARC policy, DMARC decides: a fail stays a fail. */
 		if (d->result == DMARCR_PERMERROR)
-			snprintf(reason, sizeof(reason),
-				 "dmarc permerror: %s", d->reason);
+			snprintf(reason, sizeof(reason), "dmarc permerror: %s",
+				 d->reason);
 		else
-			snprintf(reason, sizeof(reason),
-				 "spf permerror for %s",
+			snprintf(reason, sizeof(reason), "spf permerror for %s",
 				 m->from && *m->from ? m->from : "the HELO");
 		pipe_fallback(c, m, r, FB_DNS_PERM, reason, NULL);
 		return;
