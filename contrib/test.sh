@@ -1,11 +1,13 @@
 #!/bin/sh
 # test.sh: installs what is missing, builds edmilter twice (plain, and with
 # AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test suite
-# on each build. The last line totals both runs: "N passed, N failed".
+# on each build, then a third time with ThreadSanitizer for the
+# concurrency suite alone. The last line totals every run: "N passed,
+# N failed, N skipped".
 #
 #   sh contrib/test.sh            (from the top of the source tree)
 #
-# Builds go to build/ and build-asan/; logs of each suite to
+# Builds go to build/, build-asan/ and build-tsan/; logs of each suite to
 # build*/tests/out/. SUITES="unit_conf t_milter" limits the suites run.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +62,20 @@ UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 LSAN_OPTIONS="suppressions=$top/tests/lsan.supp:print_suppressions=0"
 export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 build build-asan --enable-sanitizers
+
+# ThreadSanitizer: only t_concurrency, the suite that loads the daemon
+# from many connections while it reloads (the others drive one connection
+# at a time). Its reports go to the suite's own log; tests/tsan.supp
+# names the races inside the uninstrumented libraries.
+all_suites=${SUITES:-}
+case " ${all_suites:-t_concurrency} " in
+*" t_concurrency "*)
+	SUITES=t_concurrency
+	export SUITES
+	build build-tsan --enable-tsan
+	SUITES=$all_suites
+	;;
+esac
 
 echo "$total_p passed, $total_f failed, $total_s skipped"
 [ "$total_f" -eq 0 ]

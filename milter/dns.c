@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,17 @@ struct dns {
 	pthread_t thread;
 	int stop[2]; /* a byte on this pipe stops the thread */
 	bool running;
+	atomic_bool finalized; /* a first query went out */
 };
+
+/*
+ * libunbound sets up process-wide locks when a context takes its first
+ * query and destroys them when any context is deleted, behind plain flags
+ * (listen_setup_locks, listen_desetup_locks). With a context per snapshot,
+ * a reload's delete would race another context's first query: both are
+ * done under this lock.
+ */
+static pthread_mutex_t dns_ub_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* One query in flight; two owners (the asker and the callback). */
 struct dns_q {
@@ -119,7 +130,10 @@ dns_new(const char *nameservers, unsigned timeout_ms, struct dns **out,
 	*out = NULL;
 	d->timeout_ms = timeout_ms;
 	d->stop[0] = d->stop[1] = -1;
-	if ((d->ctx = ub_ctx_create()) == NULL) {
+	pthread_mutex_lock(&dns_ub_lock);
+	d->ctx = ub_ctx_create();
+	pthread_mutex_unlock(&dns_ub_lock);
+	if (d->ctx == NULL) {
 		snprintf(err, errlen, "libunbound: cannot create a context");
 		goto fail;
 	}
@@ -164,8 +178,11 @@ dns_free(struct dns *d)
 	}
 	if (d->stop[0] >= 0)
 		close(d->stop[0]), close(d->stop[1]);
-	if (d->ctx != NULL)
+	if (d->ctx != NULL) {
+		pthread_mutex_lock(&dns_ub_lock);
 		ub_ctx_delete(d->ctx);
+		pthread_mutex_unlock(&dns_ub_lock);
+	}
 	free(d);
 }
 
@@ -182,8 +199,18 @@ dns_query(struct dns *d, const char *name, int type, struct ub_result **res)
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	q->refs = 2;
-	if (ub_resolve_async(d->ctx, name, type, 1 /* IN */, q, dns_callback,
-			     &id) != 0) {
+	if (atomic_load(&d->finalized))
+		rc = ub_resolve_async(d->ctx, name, type, 1 /* IN */, q,
+				      dns_callback, &id);
+	else {
+		pthread_mutex_lock(&dns_ub_lock);
+		rc = ub_resolve_async(d->ctx, name, type, 1 /* IN */, q,
+				      dns_callback, &id);
+		if (rc == 0)
+			atomic_store(&d->finalized, true);
+		pthread_mutex_unlock(&dns_ub_lock);
+	}
+	if (rc != 0) {
 		q->refs = 1;
 		dns_q_unref(q);
 		return DNS_TEMPFAIL;

@@ -74,7 +74,7 @@ snap_build(const char *path, struct av_engine *keep_av, struct snap **out,
 	   struct errlist *errs)
 {
 	struct snap *s = xcalloc(1, sizeof(*s));
-	char err[512] = "";
+	char err[sizeof(s->av_error)] = "";
 
 	*out = NULL;
 	if (path == NULL)
