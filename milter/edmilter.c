@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +323,7 @@ edm_check_interval(void)
 static pthread_mutex_t edm_reload_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t edm_reload_cv;
 static int edm_reload_asked;
+static bool edm_stopping; /* the thread ends at its next wait */
 
 static void *
 edm_reload_thread(void *arg)
@@ -337,7 +339,7 @@ edm_reload_thread(void *arg)
 		due.tv_sec += every;
 		rc = 0;
 		pthread_mutex_lock(&edm_reload_mu);
-		while (!edm_reload_asked && rc != ETIMEDOUT)
+		while (!edm_reload_asked && !edm_stopping && rc != ETIMEDOUT)
 			rc = every > 0
 				 ? pthread_cond_timedwait(&edm_reload_cv,
 							  &edm_reload_mu, &due)
@@ -345,6 +347,10 @@ edm_reload_thread(void *arg)
 						     &edm_reload_mu);
 		asked = edm_reload_asked;
 		edm_reload_asked = 0;
+		if (edm_stopping) {
+			pthread_mutex_unlock(&edm_reload_mu);
+			break;
+		}
 		pthread_mutex_unlock(&edm_reload_mu);
 		if (asked) {
 			edm_reload();
@@ -421,6 +427,13 @@ edm_serve(void)
 		}
 	}
 	pthread_join(smfi, NULL);
+
+	/* A reload under way ends before the snapshot is dropped. */
+	pthread_mutex_lock(&edm_reload_mu);
+	edm_stopping = true;
+	pthread_cond_broadcast(&edm_reload_cv);
+	pthread_mutex_unlock(&edm_reload_mu);
+	pthread_join(reload, NULL);
 }
 
 int
@@ -516,6 +529,7 @@ main(int argc, char **argv)
 	edm_socket_unlink(c);
 	/* The engine dies with its last user, its temporary folder with it. */
 	snap_install(NULL);
+	av_watch_free(edm_watch);
 	log_msg(LOG_INFO, "stopped");
 	conf_free(c);
 	return rc == MI_SUCCESS ? 0 : 1;
