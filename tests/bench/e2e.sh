@@ -76,7 +76,7 @@ SINK=/usr/sbin/smtp-sink
 if [ "$SMOKE" -eq 1 ]; then
 	CONNS=4
 	REPEAT=1
-	CONFIGS="a b-inet b-unix"
+	CONFIGS=${E2E_CONFIGS:-a b-inet b-unix}
 fi
 
 cannot() {
@@ -318,9 +318,17 @@ NMSGS=$(wc -l <"$LIST")
 echo "e2e: $NMSGS messages in the list, $n with clam.exe"
 
 # The sink: counts messages (-c writes "sess=N quit=N mesg=N" after each),
-# keeps nothing.
+# keeps nothing; in --smoke it keeps every message in one file, one
+# folder per configuration, to check what arrived.
 SINK_PORT=$(free_port)
-"$SINK" -c -u nobody "127.0.0.1:$SINK_PORT" 1024 >"$WORK/sink.out" 2>&1 &
+dump=""
+if [ "$SMOKE" -eq 1 ]; then
+	mkdir -p "$WORK/sink"
+	chown nobody "$WORK/sink"
+	dump="-D $WORK/sink/%s"
+fi
+# shellcheck disable=SC2086
+"$SINK" -c -u nobody $dump "127.0.0.1:$SINK_PORT" 1024 >"$WORK/sink.out" 2>&1 &
 SINK_PID=$!
 sink_stop() {
 	[ -n "${SINK_PID:-}" ] || return 0
@@ -341,19 +349,28 @@ sink_count() {
 		sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | grep . || echo 0
 }
 
-# ticks PID...: utime + stime + cutime + cstime of the processes (the
-# name in /proc/PID/stat may hold spaces: fields counted after it).
-ticks() {
-	for p in "$@"; do
-		sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null
-	done | awk '{ t += $12 + $13 + $14 + $15 } END { print t + 0 }'
+# proc_snap FILE: "pid session ticks" of every process, ticks being
+# utime + stime + cutime + cstime (a child that exited is in its parent's
+# cutime once reaped, and every parent here outlives its children). One
+# cat reads them all, so that few processes come or go meanwhile. The
+# name in /proc/PID/stat may hold spaces: fields are counted after it.
+proc_snap() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+		pid = $1
+		sub(/^.*\) /, "")
+		print pid, $4, $12 + $13 + $14 + $15
+	}' >"$1"
 }
-# sess_ticks SID: the same for every process of a session (a process that
-# exited is in its parent's cutime, and every parent here outlives its
-# children).
+# ticks SNAP PID...: the ticks of those processes.
+ticks() {
+	f=$1
+	shift
+	awk -v l=" $* " 'index(l, " " $1 " ") { t += $3 } END { print t + 0 }' \
+		"$f"
+}
+# sess_ticks SNAP SID: the ticks of every process of a session.
 sess_ticks() {
-	# shellcheck disable=SC2046
-	ticks $(ps -e -o sid= -o pid= | awk -v s="$1" '$1 == s { print $2 }')
+	awk -v s="$2" '$2 == s { t += $3 } END { print t + 0 }' "$1"
 }
 queue_files() {
 	find "$PF_QUEUE/incoming" "$PF_QUEUE/active" "$PF_QUEUE/deferred" \
@@ -439,6 +456,8 @@ e2e_postfix() {
 		"relay_domains = example.net" \
 		"relay_transport = smtp" \
 		"relayhost = [127.0.0.1]:$SINK_PORT" \
+		"smtp_destination_concurrency_limit = $CONNS" \
+		"default_process_limit = $((CONNS * 2 + 50))" \
 		"smtp_helo_name = mx.test" >"$WORK/$1/postconf.log" 2>&1 &&
 		postfix -c "$PF_CONF" reload >>"$WORK/$1/postconf.log" 2>&1 || {
 		sed 's/^/e2e:   /' "$WORK/$1/postconf.log"
@@ -464,35 +483,58 @@ gen_start() {
 	GEN_PID=$!
 	CLEANUP="$CLEANUP gen_stop"
 }
+# gen_stop: every process of the generator's session, by pid, until none
+# is left (xargs may start one more smtp-source meanwhile).
 gen_stop() {
 	[ -n "${GEN_PID:-}" ] || return 0
-	kill -TERM -- "-$GEN_PID" 2>/dev/null
+	i=0
+	while :; do
+		pids=$(ps -e -o sid= -o pid= |
+			awk -v s="$GEN_PID" '$1 == s { print $2 }')
+		[ -n "$pids" ] || break
+		sig=TERM
+		[ $i -ge 50 ] && sig=KILL
+		# shellcheck disable=SC2086
+		kill -$sig $pids 2>/dev/null
+		sleep 0.1
+		i=$((i + 1))
+	done
 	wait "$GEN_PID" 2>/dev/null
 	GEN_PID=""
 }
 
-# milter_ticks: CPU of the milters of the current configuration.
+# milter_ticks SNAP: CPU of the milters of the current configuration.
 milter_ticks() {
 	case $MILTERS_KIND in
-	edmilter) ticks "$MILTER_PID" ;;
-	peers) ticks $PEERS_PIDS ;;
+	edmilter) ticks "$1" "$MILTER_PID" ;;
+	# shellcheck disable=SC2086
+	peers) ticks "$1" $PEERS_PIDS ;;
 	*) echo 0 ;;
 	esac
 }
 
 # snap NAME WHEN: the counters at that moment, into $WORK/NAME.WHEN.
 snap() {
+	ps="$WORK/$1.$2.proc"
+	t=$(date +%s.%N)
+	n=$(sink_count)
+	proc_snap "$ps"
 	{
-		echo "time $(date +%s.%N)"
-		echo "sink $(sink_count)"
+		echo "time $t"
+		echo "sink $n"
 		echo "queue $(queue_files)"
-		echo "postfix $(sess_ticks "$PF_MASTER")"
-		echo "milter $(milter_ticks)"
-		echo "gen $(sess_ticks "$GEN_PID")"
-		echo "sinkcpu $(ticks "$SINK_PID")"
-		echo "dns $(ticks "$DNS_PID")"
-		[ "$MILTERS_KIND" = edmilter ] &&
+		echo "postfix $(sess_ticks "$ps" "$PF_MASTER")"
+		echo "milter $(milter_ticks "$ps")"
+		echo "gen $(sess_ticks "$ps" "$GEN_PID")"
+		echo "sinkcpu $(ticks "$ps" "$SINK_PID")"
+		echo "dns $(ticks "$ps" "$DNS_PID")"
+		# The whole machine: busy (user, nice, system, irq, softirq)
+		# and idle ticks, to tell what other work took.
+		awk '$1 == "cpu" { print "busy", $2 + $3 + $4 + $7 + $8
+			print "idle", $5 + $6 }' /proc/stat
+		if [ "$MILTERS_KIND" = edmilter ]; then
 			echo "verdicts $(grep -c ' verdict=' "$MILTER_LOG")"
+		fi
 	} >"$WORK/$1.$2"
 }
 
@@ -501,6 +543,8 @@ measure() {
 	name=$1
 	out="$WORK/$name.out"
 	: >"$out"
+	# The machine may be shared: how busy it was before this run.
+	echo "loadavg_before $(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 	base=$(sink_count)
 	gen_start "$name" "$LIST" 1
 	# Warm-up: the DNS caches, the daemons Postfix starts on demand.
@@ -514,7 +558,6 @@ measure() {
 		fi
 		sleep 0.1
 	done
-	echo "loadavg_before $(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 	snap "$name" t0
 	sleep "$SECONDS_RUN"
 	snap "$name" t1
@@ -542,10 +585,19 @@ measure() {
 		echo "gen_cpu_us_per_msg $(per "$(d gen)")"
 		echo "sink_cpu_us_per_msg $(per "$(d sinkcpu)")"
 		echo "dns_cpu_us_per_msg $(per "$(d dns)")"
+		ours=$(($(d postfix) + $(d milter) + $(d gen) + $(d sinkcpu) +
+			$(d dns)))
+		echo "others_cpu_s $(awk -v t=$(($(d busy) - ours)) \
+			-v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }')"
+		echo "idle_cpu_s $(awk -v t="$(d idle)" -v h="$CLK_TCK" \
+			'BEGIN { printf "%.2f", t / h }')"
 		echo "server_cpu_us_per_msg $(per $(($(d postfix) + $(d milter) +
 			$(d dns))))"
-		[ "$MILTERS_KIND" = edmilter ] &&
+		echo "accepted_per_sec $(awk -v n=$((n + $(d queue))) \
+			-v s="$secs" 'BEGIN { printf "%.1f", n / s }')"
+		if [ "$MILTERS_KIND" = edmilter ]; then
 			echo "milter_verdicts $(d verdicts)"
+		fi
 	} >>"$out"
 	# Let what is queued leave before the next configuration.
 	pf_wait_queue_empty 120 || echo "e2e: $name: the queue did not drain"
@@ -567,10 +619,20 @@ smoke() {
 		i=$((i + 1))
 	done
 	pf_wait_queue_empty 10
+	# What the sink kept of this configuration.
+	mkdir -p "$WORK/$name/sink"
+	mv "$WORK/sink"/* "$WORK/$name/sink/" 2>/dev/null
+	kept() {
+		cat "$WORK/$name/sink"/* 2>/dev/null | grep -c "$1"
+	}
 	{
 		echo "sent $NMSGS"
 		echo "delivered $(($(sink_count) - base))"
 		echo "queued $(pf_queue_count)"
+		echo "sink_kept $(kept '^X-Client-Addr: ')"
+		echo "sink_authres $(kept '^Authentication-Results: mx.bench.example')"
+		echo "sink_virus_scanned $(kept '^X-Virus-Scanned: edmilter')"
+		echo "sink_dmarc $(kept 'dmarc=[a-z]* ')"
 		if [ "$MILTERS_KIND" = edmilter ]; then
 			echo "milter_verdicts $(grep -c ' verdict=' "$MILTER_LOG")"
 			echo "milter_verdicts_with_qid $(grep -cE \
@@ -586,6 +648,25 @@ smoke() {
 			return 1
 	fi
 	return 0
+}
+
+# e2e_peers_source DIR: sources tests/bench/peers.sh. Every client is
+# 127.0.0.1 here, which opendmarc ignores unless told otherwise
+# (IgnoreHosts defaults to 127.0.0.1): when peers.sh sets no IgnoreHosts,
+# a copy of it with one is sourced, naming a file with 10.0.0.0/8 only.
+e2e_peers_source() {
+	src="$SRCDIR/tests/bench/peers.sh"
+	if grep -q '^IgnoreHosts' "$src"; then
+		. "$src"
+		return
+	fi
+	mkdir -p "$1/peers"
+	echo "10.0.0.0/8" >"$1/peers/ignore-hosts"
+	sed '/^RejectFailures true$/i\
+IgnoreHosts $PEERS_DIR/ignore-hosts' "$src" >"$1/peers.sh"
+	grep -q '^IgnoreHosts' "$1/peers.sh" ||
+		echo "e2e: c: opendmarc will ignore 127.0.0.1 (no IgnoreHosts)"
+	. "$1/peers.sh"
 }
 
 # run_config NAME: one configuration, from a fresh Postfix to its stop.
@@ -617,7 +698,7 @@ run_config() {
 			echo "e2e: c: SKIP: no loopback address with port 53 free"
 			return 77
 		fi
-		. "$SRCDIR/tests/bench/peers.sh"
+		e2e_peers_source "$WORK/$name"
 		CLEANUP="$CLEANUP peers_stop"
 		chmod 711 "$WORK/$name"
 		peers_start "$WORK/$name/peers" "$DNS_ADDR53" 53 "$SIGS" \
@@ -679,6 +760,10 @@ if [ -n "${E2E_KEEP:-}" ]; then
 		cp "$WORK/$c.out" "$E2E_KEEP/$c.out" 2>/dev/null
 		cp "$WORK/$c/milter.log" "$E2E_KEEP/$c.milter.log" 2>/dev/null
 		cp "$WORK/$c/postfix/maillog" "$E2E_KEEP/$c.maillog" 2>/dev/null
+		if [ -d "$WORK/$c/sink" ]; then
+			cat "$WORK/$c/sink"/* >"$E2E_KEEP/$c.sink" 2>/dev/null
+		fi
+		cp "$WORK/$c/peers/"*.log "$E2E_KEEP/" 2>/dev/null
 	done
 fi
 echo
@@ -697,25 +782,31 @@ fi
 ms() {
 	awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.2f", u / 1000 }'
 }
-printf '%-7s %9s %7s %7s %9s %10s %10s %10s %9s\n' config delivered msg/s \
-	backlog pf_cpu_s pf_ms/msg milt_ms/msg srv_ms/msg gen_ms/msg
+printf '%-7s %9s %7s %7s %8s %9s %8s %8s %8s %7s %7s\n' config \
+	delivered msg/s in/s pf_cpu_s pf_ms/msg milt_ms srv_ms gen_ms \
+	other_s idle_s
 for c in $CONFIGS; do
 	o="$WORK/$c.out"
 	[ -s "$o" ] && [ -n "$(val "$o" delivered)" ] || continue
-	printf '%-7s %9s %7s %7s %9s %10s %10s %10s %9s\n' "$c" \
+	printf '%-7s %9s %7s %7s %8s %9s %8s %8s %8s %7s %7s\n' "$c" \
 		"$(val "$o" delivered)" "$(val "$o" msgs_per_sec)" \
-		"$(val "$o" queue_growth)" "$(val "$o" postfix_cpu_s)" \
+		"$(val "$o" accepted_per_sec)" "$(val "$o" postfix_cpu_s)" \
 		"$(ms "$(val "$o" postfix_cpu_us_per_msg)")" \
 		"$(ms "$(val "$o" milter_cpu_us_per_msg)")" \
 		"$(ms "$(val "$o" server_cpu_us_per_msg)")" \
-		"$(ms "$(val "$o" gen_cpu_us_per_msg)")"
+		"$(ms "$(val "$o" gen_cpu_us_per_msg)")" \
+		"$(val "$o" others_cpu_s)" "$(val "$o" idle_cpu_s)"
 done
+echo "(msg/s: delivered to the sink; in/s: accepted by Postfix, the sink's" \
+	"count plus the queue's growth; ms: CPU per delivered message of" \
+	"Postfix, the milters, both with Knot (srv), smtp-source; other_s," \
+	"idle_s: CPU seconds the rest of the machine took, and left idle)"
 # ratio X Y KEY: X's figure over Y's, when both ran.
 ratio() {
 	x=$(val "$WORK/$1.out" "$3" 2>/dev/null)
 	y=$(val "$WORK/$2.out" "$3" 2>/dev/null)
 	[ -n "$x" ] && [ -n "$y" ] || return 0
-	r=$(awk -v x="$x" -v y="$y" 'BEGIN { printf "%.2f", y > 0 ? x / y : 0 }')
+	r=$(awk -v x="$x" -v y="$y" 'BEGIN { printf "%.2f", (y > 0) ? x / y : 0 }')
 	echo "raw ratio $1/$2.$3 $r"
 	printf '%s / %s %s: %s\n' "$1" "$2" "$3" "$r"
 }
