@@ -358,6 +358,9 @@ drive() {
 	# The machine may be shared: say how busy it was before the run.
 	load=$(cut -d' ' -f1 /proc/loadavg)
 	t0=$(cpu_ticks "$@")
+	for p in "$@"; do
+		echo "$p $(cpu_ticks "$p") $(cat "/proc/$p/comm")"
+	done >"$WORK/$name.cpu0"
 	# shellcheck disable=SC2086
 	$gen $runargs "$LIST" >"$WORK/$name.out" 2>"$WORK/$name.err"
 	rc=$?
@@ -367,6 +370,9 @@ drive() {
 		return 2
 	done
 	t1=$(cpu_ticks "$@")
+	for p in "$@"; do
+		echo "$p $(cpu_ticks "$p") $(cat "/proc/$p/comm")"
+	done >"$WORK/$name.cpu1"
 	hwm=$(vmhwm_kb "$@")
 	msgs=$(val "$WORK/$name.out" final_replies)
 	gcpu=$(val "$WORK/$name.out" gen_cpu_s)
@@ -377,6 +383,12 @@ drive() {
 		echo "gen_cpu_us_per_msg $(awk -v g="${gcpu:-0}" -v m="${msgs:-0}" \
 			'BEGIN { printf "%.0f", m ? g * 1e6 / m : 0 }')"
 		echo "vmhwm_kb $hwm"
+		# With several processes, each one's share too.
+		[ $# -gt 1 ] && awk -v h="$CLK_TCK" -v m="${msgs:-0}" '
+			NR == FNR { t0[$1] = $2; next }
+			{ printf "cpu_us_per_msg_%s %.0f\n", $3,
+			    m ? ($2 - t0[$1]) / h * 1e6 / m : 0 }' \
+			"$WORK/$name.cpu0" "$WORK/$name.cpu1"
 		echo "loadavg_before $load"
 		echo "exit $rc"
 	} >>"$WORK/$name.out"
@@ -526,6 +538,12 @@ else
 		echo "edmilter/chain msg/s: rules-on $(ratio rules-on)," \
 			"rules-off $(ratio rules-off) (chain CPU and VmHWM:" \
 			"clamd + clamav-milter + opendkim + opendmarc)"
+		awk '$1 ~ /^cpu_us_per_msg_/ {
+			sub(/^cpu_us_per_msg_/, "", $1)
+			l = l sep $1 " " $2
+			sep = ", "
+		}
+		END { print "chain CPU us/msg by process: " l }' "$WORK/chain.out"
 	fi
 fi
 keep
