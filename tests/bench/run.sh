@@ -84,8 +84,10 @@ fi
 CHAIN=0
 CHAIN_WHY=""
 DNS53=${BENCH_DNS53:-127.0.83.1}
-if [ "$SMOKE" -eq 1 ] || [ "${BENCH_CHAIN:-1}" = 0 ]; then
-	CHAIN_WHY="not asked for"
+if [ "$SMOKE" -eq 1 ]; then
+	CHAIN_WHY="not in the smoke mode"
+elif [ "${BENCH_CHAIN:-1}" = 0 ]; then
+	CHAIN_WHY="BENCH_CHAIN=0"
 elif [ -n "$(peers_missing)" ]; then
 	CHAIN_WHY="missing:$(peers_missing) (sh contrib/install-deps.sh --bench)"
 elif [ "$(id -u)" -ne 0 ]; then
