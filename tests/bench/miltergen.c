@@ -46,6 +46,14 @@
  * file's path, its verdict, and what decided it (milterN/STAGE and the
  * SMTP reply, or "-" when accepted), separated by tabs. Exit status 0
  * when every message got a verdict, 1 otherwise, 2 for a usage error.
+ *
+ * For robustness tests, --abort-pct N ends N% of the messages with ABORT
+ * instead of EOM (the client went away after its data, as the MTA tells
+ * a filter), and --drop-pct N closes the connection in the middle of N%
+ * of the messages (half the body sent, then half a command); the choice
+ * depends on the message's number only. A message cut so gets no verdict:
+ * the output then has "aborted" and "dropped" counts, and messages counts
+ * them too.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -177,6 +185,11 @@ static bool opt_quiet;
 static bool opt_quickack;
 static FILE *opt_verdicts;
 static pthread_mutex_t verdicts_lock = PTHREAD_MUTEX_INITIALIZER;
+static int opt_abort_pct, opt_drop_pct;
+
+/* --abort-pct, --drop-pct: what ends this thread's current message. */
+enum cut { CUT_NONE, CUT_ABORT, CUT_DROP };
+static _Thread_local enum cut msg_cut, msg_cut_done;
 
 /* Shared counters. */
 static atomic_long next_msg;
@@ -191,6 +204,7 @@ struct worker {
 	long done;   /* messages with a verdict */
 	long errors; /* messages cut short */
 	long connect_errors;
+	long aborted, dropped; /* cut on purpose */
 	unsigned long qid;
 };
 
@@ -997,8 +1011,10 @@ content_send(struct chain *ch, int k, const struct message *m,
 			goto decided;
 	}
 	if (!(c->proto & P_NOBODY)) {
-		for (size_t off = 0; off < m->bodylen;) {
-			size_t n = m->bodylen - off;
+		size_t end = msg_cut == CUT_DROP ? m->bodylen / 2 : m->bodylen;
+
+		for (size_t off = 0; off < end;) {
+			size_t n = end - off;
 
 			if (n > MAX_CHUNK)
 				n = MAX_CHUNK;
@@ -1016,6 +1032,19 @@ content_send(struct chain *ch, int k, const struct message *m,
 		}
 	}
 
+	if (msg_cut == CUT_DROP) {
+		/* Half a BODY command, then the connection goes. */
+		cmd_start(c, C_BODY);
+		cmd_add(c, "cut here\r\n", 10);
+		memcpy(c->wbuf, "\0\0\x04\0", 4); /* says 1024 bytes */
+		(void)write_all(c->fd, c->wbuf, c->wlen);
+		msg_cut_done = CUT_DROP;
+		return -1;
+	}
+	if (msg_cut == CUT_ABORT) {
+		msg_cut_done = CUT_ABORT; /* send_message sends ABORT */
+		return 2;
+	}
 	if (send_macro(c, C_EOM, "i", qid) < 0)
 		return -1;
 	cmd_start(c, C_EOM);
@@ -1100,7 +1129,7 @@ send_message(struct worker *w, struct chain *ch, struct hdrlist *hl,
 				continue;
 			if ((r = content_send(ch, k, m, hl, qid, o, &t0)) < 0)
 				return -1;
-			if (r == 1)
+			if (r == 1 || r == 2) /* decided, or aborted */
 				break;
 		}
 		if (t0.tv_sec != 0 || t0.tv_nsec != 0) {
@@ -1125,6 +1154,19 @@ take_message(void)
 	if (opt_msgs >= 0 && i >= opt_msgs)
 		return -1;
 	return i;
+}
+
+/* Whether message number i is to be cut, by a hash of i. */
+static enum cut
+cut_pick(long i)
+{
+	int p = (int)(((unsigned long)i * 2654435761UL >> 8) % 100);
+
+	if (p < opt_drop_pct)
+		return CUT_DROP;
+	if (p < opt_drop_pct + opt_abort_pct)
+		return CUT_ABORT;
+	return CUT_NONE;
 }
 
 /* One line of --verdicts: path, verdict, what decided it. */
@@ -1179,7 +1221,14 @@ worker_main(void *arg)
 				continue;
 			}
 		}
+		msg_cut = cut_pick(i);
+		msg_cut_done = CUT_NONE;
 		if (send_message(w, &ch, &hl, m, &o) < 0) {
+			if (msg_cut_done == CUT_DROP) {
+				w->dropped++;
+				chain_close(&ch, false);
+				continue;
+			}
 			if (!opt_quiet)
 				fprintf(stderr,
 					"miltergen: %s: connection error\n",
@@ -1188,9 +1237,13 @@ worker_main(void *arg)
 			chain_close(&ch, false);
 			continue;
 		}
-		w->verdicts[o.verdict]++;
-		w->done++;
-		verdict_write(m->path, &o);
+		if (msg_cut_done == CUT_ABORT)
+			w->aborted++;
+		else {
+			w->verdicts[o.verdict]++;
+			w->done++;
+			verdict_write(m->path, &o);
+		}
 		if (++sent >= opt_per_conn)
 			chain_close(&ch, true);
 	}
@@ -1237,6 +1290,7 @@ usage(void)
 		"[--from ADDR]\n"
 		"                 [--rcpt ADDR]... [--verdicts FILE] [-q] [-Q] "
 		"LIST\n"
+		"                 [--abort-pct N] [--drop-pct N]\n"
 		"SOCKET: inet:PORT@HOST, unix:PATH or local:PATH\n");
 	exit(2);
 }
@@ -1310,9 +1364,12 @@ main(int argc, char **argv)
 	    {"from", required_argument, NULL, 'F'},
 	    {"rcpt", required_argument, NULL, 'R'},
 	    {"verdicts", required_argument, NULL, 'V'},
+	    {"abort-pct", required_argument, NULL, 'a'},
+	    {"drop-pct", required_argument, NULL, 'd'},
 	    {NULL, 0, NULL, 0}};
 	struct worker *ws;
-	long total_done = 0, errors = 0, conn_errors = 0;
+	long total_done = 0, errors = 0, conn_errors = 0, aborted = 0,
+	     dropped = 0;
 	long verdicts[V_COUNT] = {0};
 	long *lat;
 	size_t nlat = 0;
@@ -1346,6 +1403,12 @@ main(int argc, char **argv)
 		case 'Q':
 			opt_quickack = true;
 			break;
+		case 'a':
+			opt_abort_pct = atoi(optarg);
+			break;
+		case 'd':
+			opt_drop_pct = atoi(optarg);
+			break;
 		case 'V':
 			if ((opt_verdicts = fopen(optarg, "w")) == NULL)
 				die(optarg);
@@ -1370,7 +1433,9 @@ main(int argc, char **argv)
 		}
 	}
 	if (!have_sock || optind != argc - 1 || opt_conns < 1 ||
-	    opt_per_conn < 1 || (opt_msgs < 0 && opt_secs <= 0))
+	    opt_per_conn < 1 || (opt_msgs < 0 && opt_secs <= 0) ||
+	    opt_abort_pct < 0 || opt_drop_pct < 0 ||
+	    opt_abort_pct + opt_drop_pct > 100)
 		usage();
 	if (opt_nrcpts == 0) {
 		opt_rcpts = xrealloc(NULL, sizeof(*opt_rcpts));
@@ -1420,6 +1485,8 @@ main(int argc, char **argv)
 		total_done += ws[i].done;
 		errors += ws[i].errors;
 		conn_errors += ws[i].connect_errors;
+		aborted += ws[i].aborted;
+		dropped += ws[i].dropped;
 		for (int v = 0; v < V_COUNT; v++)
 			verdicts[v] += ws[i].verdicts[v];
 	}
@@ -1429,7 +1496,7 @@ main(int argc, char **argv)
 	if (opt_nsocks > 1)
 		printf("milters %d\n", opt_nsocks);
 	printf("connections %d\n", opt_conns);
-	printf("messages %ld\n", total_done + errors);
+	printf("messages %ld\n", total_done + errors + aborted + dropped);
 	printf("final_replies %ld\n", total_done);
 	printf("errors %ld\n", errors);
 	printf("connect_errors %ld\n", conn_errors);
@@ -1442,6 +1509,10 @@ main(int argc, char **argv)
 	printf("eom_max_us %ld\n", nlat ? lat[nlat - 1] : 0L);
 	for (int v = 0; v < V_COUNT; v++)
 		printf("verdict_%s %ld\n", verdict_names[v], verdicts[v]);
+	if (opt_abort_pct > 0 || opt_drop_pct > 0) {
+		printf("aborted %ld\n", aborted);
+		printf("dropped %ld\n", dropped);
+	}
 	/* Our own CPU time during the run: the share of the machine the
 	 * load itself takes. */
 	getrusage(RUSAGE_SELF, &ru);
