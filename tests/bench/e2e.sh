@@ -66,9 +66,10 @@ fi
 
 SECONDS_RUN=${E2E_SECONDS:-30}
 CONNS=${E2E_CONNS:-64}
+LOW_CONNS=${E2E_LOW_CONNS:-4}
 REPEAT=${E2E_REPEAT:-10}
 WARMUP=${E2E_WARMUP:-500}
-CONFIGS=${E2E_CONFIGS:-a b-inet b-unix c}
+CONFIGS=${E2E_CONFIGS:-a b-inet b-unix c b-inet-low b-unix-low}
 CORPUS="$SHARED/corpora/spamassassin"
 PY=/usr/bin/python3
 SOURCE=/usr/sbin/smtp-source
@@ -456,8 +457,8 @@ e2e_postfix() {
 		"relay_domains = example.net" \
 		"relay_transport = smtp" \
 		"relayhost = [127.0.0.1]:$SINK_PORT" \
-		"smtp_destination_concurrency_limit = $CONNS" \
-		"default_process_limit = $((CONNS * 2 + 50))" \
+		"smtp_destination_concurrency_limit = $RUN_CONNS" \
+		"default_process_limit = $((RUN_CONNS * 2 + 50))" \
 		"smtp_helo_name = mx.test" >"$WORK/$1/postconf.log" 2>&1 &&
 		postfix -c "$PF_CONF" reload >>"$WORK/$1/postconf.log" 2>&1 || {
 		sed 's/^/e2e:   /' "$WORK/$1/postconf.log"
@@ -466,7 +467,7 @@ e2e_postfix() {
 	return 0
 }
 
-# gen_start NAME FILE-OF-PATHS LOOP: smtp-source over the list, E2E_CONNS
+# gen_start NAME FILE-OF-PATHS LOOP: smtp-source over the list, RUN_CONNS
 # at a time, in a session of its own; LOOP=1 reads the list round and
 # round until gen_stop.
 gen_start() {
@@ -478,7 +479,7 @@ gen_start() {
 		} | xargs -P "$conns" -I{} "$src" -A -s 1 -m "$repeat" -F {} \
 			-M mail.example.com -f bench@example.com \
 			-t rcpt@example.net "127.0.0.1:$port"' \
-		sh "$2" "$3" "$CONNS" "$REPEAT" "$PF_PORT" "$SOURCE" \
+		sh "$2" "$3" "$RUN_CONNS" "$REPEAT" "$PF_PORT" "$SOURCE" \
 		>"$WORK/$1/gen.log" 2>&1 &
 	GEN_PID=$!
 	CLEANUP="$CLEANUP gen_stop"
@@ -542,7 +543,6 @@ snap() {
 measure() {
 	name=$1
 	out="$WORK/$name.out"
-	: >"$out"
 	# The machine may be shared: how busy it was before this run.
 	echo "loadavg_before $(cut -d' ' -f1 /proc/loadavg)" >>"$out"
 	base=$(sink_count)
@@ -593,6 +593,12 @@ measure() {
 			'BEGIN { printf "%.2f", t / h }')"
 		echo "server_cpu_us_per_msg $(per $(($(d postfix) + $(d milter) +
 			$(d dns))))"
+		# What the CPUs could carry if nothing else ran: the CPU
+		# seconds of a second over the CPU of a message, everything of
+		# the test counted (the generator and the sink too).
+		echo "cpu_bound_msgs_per_sec $(awk -v c="$(nproc)" \
+			-v t="$ours" -v h="$CLK_TCK" -v m="$n" \
+			'BEGIN { printf "%.0f", t ? c * m * h / t : 0 }')"
 		echo "accepted_per_sec $(awk -v n=$((n + $(d queue))) \
 			-v s="$secs" 'BEGIN { printf "%.1f", n / s }')"
 		if [ "$MILTERS_KIND" = edmilter ]; then
@@ -601,6 +607,15 @@ measure() {
 	} >>"$out"
 	# Let what is queued leave before the next configuration.
 	pf_wait_queue_empty 120 || echo "e2e: $name: the queue did not drain"
+	# Postfix's "delays=a/b/c/d": a is from MAIL FROM to the queue
+	# manager, DATA and the milters' answer at its end included.
+	grep ' status=sent ' "$PF_LOG" | tail -n +$((WARMUP + 1)) |
+		sed -n 's/.* delays=\([0-9.]*\)\/.*/\1/p' | sort -n >"$WORK/$name.a"
+	awk '{ v[NR] = $1 } END {
+		if (NR == 0) exit
+		printf "delay_a_p50_ms %.0f\n", v[int(NR * 0.5) + 1] * 1000
+		printf "delay_a_p99_ms %.0f\n", v[int(NR * 0.99) + 1] * 1000
+	}' "$WORK/$name.a" >>"$out"
 	return 0
 }
 
@@ -608,7 +623,6 @@ measure() {
 smoke() {
 	name=$1
 	out="$WORK/$name.out"
-	: >"$out"
 	base=$(sink_count)
 	gen_start "$name" "$LIST" 0
 	wait "$GEN_PID"
@@ -675,7 +689,12 @@ run_config() {
 	MILTERS_KIND=none
 	milters=""
 	mkdir -p "$WORK/$name"
+	RUN_CONNS=$CONNS
 	case $name in
+	*-low) RUN_CONNS=$LOW_CONNS ;;
+	esac
+	echo "conns $RUN_CONNS" >"$WORK/$name.out"
+	case ${name%-low} in
 	a) ;;
 	b-inet)
 		MILTERS_KIND=edmilter
@@ -782,25 +801,31 @@ fi
 ms() {
 	awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.2f", u / 1000 }'
 }
-printf '%-7s %9s %7s %7s %8s %9s %8s %8s %8s %7s %7s\n' config \
-	delivered msg/s in/s pf_cpu_s pf_ms/msg milt_ms srv_ms gen_ms \
-	other_s idle_s
+printf '%-10s %5s %9s %7s %7s %7s %8s %8s %7s %7s %7s %7s %7s %7s\n' \
+	config conns delivered msg/s in/s cpu_msg/s pf_cpu_s pf_ms milt_ms \
+	srv_ms gen_ms a_p50 a_p99 other_s
 for c in $CONFIGS; do
 	o="$WORK/$c.out"
 	[ -s "$o" ] && [ -n "$(val "$o" delivered)" ] || continue
-	printf '%-7s %9s %7s %7s %8s %9s %8s %8s %8s %7s %7s\n' "$c" \
+	printf '%-10s %5s %9s %7s %7s %7s %8s %8s %7s %7s %7s %7s %7s %7s\n' \
+		"$c" "$(val "$o" conns)" \
 		"$(val "$o" delivered)" "$(val "$o" msgs_per_sec)" \
-		"$(val "$o" accepted_per_sec)" "$(val "$o" postfix_cpu_s)" \
+		"$(val "$o" accepted_per_sec)" \
+		"$(val "$o" cpu_bound_msgs_per_sec)" "$(val "$o" postfix_cpu_s)" \
 		"$(ms "$(val "$o" postfix_cpu_us_per_msg)")" \
 		"$(ms "$(val "$o" milter_cpu_us_per_msg)")" \
 		"$(ms "$(val "$o" server_cpu_us_per_msg)")" \
 		"$(ms "$(val "$o" gen_cpu_us_per_msg)")" \
-		"$(val "$o" others_cpu_s)" "$(val "$o" idle_cpu_s)"
+		"$(val "$o" delay_a_p50_ms)" "$(val "$o" delay_a_p99_ms)" \
+		"$(val "$o" others_cpu_s)"
 done
-echo "(msg/s: delivered to the sink; in/s: accepted by Postfix, the sink's" \
-	"count plus the queue's growth; ms: CPU per delivered message of" \
-	"Postfix, the milters, both with Knot (srv), smtp-source; other_s," \
-	"idle_s: CPU seconds the rest of the machine took, and left idle)"
+echo "(msg/s: delivered to the sink; in/s: accepted by Postfix (the sink's" \
+	"count plus the queue's growth); cpu_msg/s: CPUs over the CPU per" \
+	"message of everything of the test; ms: CPU ms per delivered message" \
+	"of Postfix, the milters, the two with Knot (srv), smtp-source;" \
+	"a_p50/a_p99: Postfix's delay a in ms (MAIL FROM to queue manager," \
+	"the milters included); other_s: CPU seconds the rest of the" \
+	"machine took)"
 # ratio X Y KEY: X's figure over Y's, when both ran.
 ratio() {
 	x=$(val "$WORK/$1.out" "$3" 2>/dev/null)
@@ -814,11 +839,14 @@ echo
 for b in b-inet b-unix; do
 	ratio "$b" a msgs_per_sec
 	ratio "$b" c msgs_per_sec
+	ratio "$b" a cpu_bound_msgs_per_sec
+	ratio "$b" c cpu_bound_msgs_per_sec
 	ratio c "$b" server_cpu_us_per_msg
 done
 ratio b-unix b-inet msgs_per_sec
+ratio b-unix-low b-inet-low msgs_per_sec
 echo "(targets: b / a msg/s >= 0.75, b / c msg/s >= 1.6)"
-echo "($CONNS SMTP sessions, ${SECONDS_RUN} s measured per configuration" \
+echo "($CONNS SMTP sessions ($LOW_CONNS for -low), ${SECONDS_RUN} s measured per configuration" \
 	"after $WARMUP messages of warm-up; each file sent $REPEAT times" \
 	"in a row; $(nproc) CPUs," \
 	"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1);" \
