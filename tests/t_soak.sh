@@ -84,11 +84,13 @@ if [ "$VALGRIND" = 1 ]; then
 		done_testing
 		exit 0
 	fi
+	# Leaks and invalid accesses; not uninitialised values, which
+	# PCRE2's JIT-compiled code trips by design (frames "???").
 	cat >"$WORK/edmilter" <<EOF
 #!/bin/sh
 exec valgrind -q --leak-check=full --errors-for-leak-kinds=definite \\
-	--error-exitcode=99 --log-file="$WORK/valgrind.log" \\
-	"$BUILDDIR/edmilter" "\$@"
+	--undef-value-errors=no --error-exitcode=99 \\
+	--log-file="$WORK/valgrind.log" "$BUILDDIR/edmilter" "\$@"
 EOF
 	chmod +x "$WORK/edmilter"
 	EDMILTER="$WORK/edmilter"
@@ -340,9 +342,10 @@ else
 	ok 0 "no AddressSanitizer, LeakSanitizer or UBSan report"
 fi
 if [ "$VALGRIND" = 1 ]; then
+	# Exit status 99: valgrind found an error or a definite leak.
 	lost=$(grep -c 'definitely lost' "$WORK/valgrind.log")
 	is "$lost" 0 "valgrind: nothing definitely lost"
-	[ "$lost" -eq 0 ] || head -80 "$WORK/valgrind.log" | sed 's/^/#   /'
+	[ "$rc" -eq 0 ] || head -150 "$WORK/valgrind.log" | sed 's/^/#   /'
 fi
 if [ "$T_FAILED" -ne 0 ]; then
 	echo "# edmilter's log (last 30 lines):"
