@@ -25,7 +25,7 @@ esac
 PKGS="build-essential autoconf automake libtool pkg-config
 libmilter-dev libclamav-dev libspf2-dev libopendkim-dev libopendmarc-dev
 libpcre2-dev libunbound-dev libevent-dev libgmime-3.0-dev publicsuffix
-clamav-testfiles postfix miltertest zip python3 swaks
+clamav-testfiles postfix miltertest zip python3 swaks strace
 knot knot-dnsutils openssl python3-yaml python3-dkim python3-nacl
 python3-cryptography clang libclang-rt-14-dev"
 BENCH_PKGS="clamav-daemon clamav-milter opendkim opendmarc"
