@@ -119,6 +119,15 @@ stop_milter() {
 	kill -KILL "$MILTER_PID" 2>/dev/null
 	wait "$MILTER_PID" 2>/dev/null
 	MILTER_PID=""
+	# A sanitizer's report (a leak shows at exit) fails the suite.
+	if grep -Eq 'ERROR: (Leak|Address)Sanitizer|runtime error:|WARNING: ThreadSanitizer' \
+		"$MILTER_LOG" 2>/dev/null; then
+		T_N=$((T_N + 1))
+		T_FAILED=$((T_FAILED + 1))
+		echo "not ok $T_N - edmilter's log has a sanitizer report:"
+		grep -E -A12 'ERROR: (Leak|Address)Sanitizer|runtime error:|WARNING: ThreadSanitizer' \
+			"$MILTER_LOG" | head -40 | sed 's/^/#   /'
+	fi
 }
 
 # The EICAR test string, made from the test signature: no script carries it.
