@@ -501,6 +501,7 @@ mime_walk_data(struct mime_walk *w, const char *data, size_t len, int depth)
 	GMimeParser *parser;
 	GMimeStream *stream;
 	GMimeMessage *msg;
+	GByteArray *wrap;
 
 	if (depth > w->lim->depth) {
 		mime_limit(w, "depth");
@@ -509,7 +510,14 @@ mime_walk_data(struct mime_walk *w, const char *data, size_t len, int depth)
 	if (data == NULL)
 		data = "";
 	len = mime_scan_cut(w, data, len);
-	stream = g_mime_stream_mem_new_with_buffer(data, len);
+	/*
+	 * The parser reads the message where it lies: the array wraps our
+	 * bytes without a copy, the stream does not own it, and the array
+	 * goes (without its bytes) once the message is done with.
+	 */
+	wrap = g_byte_array_new_take((guint8 *)data, len);
+	stream = g_mime_stream_mem_new_with_byte_array(wrap);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
 	parser = g_mime_parser_new_with_stream(stream);
 	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
 	opts = g_mime_parser_options_new();
@@ -523,11 +531,13 @@ mime_walk_data(struct mime_walk *w, const char *data, size_t len, int depth)
 		/* An attached message that is none is no reason to fail. */
 		if (depth == 0)
 			mime_fail(w, "mime: message: cannot parse");
+		g_byte_array_free(wrap, FALSE);
 		return;
 	}
 	if (msg->mime_part != NULL)
 		mime_walk_object(w, msg->mime_part, depth);
 	g_object_unref(msg);
+	g_byte_array_free(wrap, FALSE);
 }
 
 int
