@@ -2,7 +2,7 @@
 # e2e.sh: the end-to-end benchmark: SMTP in through a private Postfix,
 # out to Postfix's smtp-sink, with and without milters.
 #
-#   sh tests/bench/e2e.sh            the full run (about 4 minutes)
+#   sh tests/bench/e2e.sh            the full run (about 6 minutes)
 #   sh tests/bench/e2e.sh --smoke    a few messages through (a) and (b)
 #
 # One Postfix instance per configuration (tests/postfix.sh: its own
@@ -18,7 +18,9 @@
 #   b-unix   the same, edmilter on a unix socket;
 #   c        Postfix + the peer chain of tests/bench/peers.sh
 #            (clamav-milter and clamd, opendkim, opendmarc), when that
-#            file and its packages are there.
+#            file and its packages are there;
+#   b-inet-low, b-unix-low   b-inet and b-unix at 4 sessions, where the
+#            TCP delayed ACK on the inet socket shows.
 #
 # The messages are those of tests/bench/run.sh: the SpamAssassin public
 # corpus (its mbox "From " lines removed, since over SMTP they would end
@@ -37,7 +39,8 @@
 #
 # Knobs (environment): E2E_SECONDS (30), E2E_CONNS (64), E2E_REPEAT (10),
 # E2E_WARMUP (messages at the sink before the measure starts, 500),
-# E2E_CONFIGS ("a b-inet b-unix c"), E2E_KEEP=DIR (keeps figures and
+# E2E_LOW_CONNS (4), E2E_CONFIGS ("a b-inet b-unix c b-inet-low
+# b-unix-low"), E2E_KEEP=DIR (keeps figures and
 # logs), BUILDDIR (the tree). Needs root (Postfix's master), postfix,
 # smtp-source, smtp-sink, knot, openssl, python3-dkim, python3-nacl.
 # Exit status: 0, 1 when a run failed, 77 when it cannot run here.
