@@ -511,8 +511,10 @@ gen_stop() {
 milter_ticks() {
 	case $MILTERS_KIND in
 	edmilter) ticks "$1" "$MILTER_PID" ;;
-	# shellcheck disable=SC2086
-	peers) ticks "$1" $PEERS_PIDS ;;
+	peers)
+		# shellcheck disable=SC2086
+		ticks "$1" $PEERS_PIDS
+		;;
 	*) echo 0 ;;
 	esac
 }
@@ -674,6 +676,7 @@ smoke() {
 e2e_peers_source() {
 	src="$SRCDIR/tests/bench/peers.sh"
 	if grep -q '^IgnoreHosts' "$src"; then
+		# shellcheck disable=SC1090
 		. "$src"
 		return
 	fi
