@@ -114,7 +114,7 @@ enum action pipe_fb_action(const struct conf *c, enum pipe_fb kind);
  * refusal (reply in v).
  */
 enum action pipe_rcpt_limit(const struct conf *c, const struct msg *m,
-			    struct verdict *v);
+			    const char *rcpt, struct verdict *v);
 /* The one summary line of a message, at info level. */
 void pipe_log(const struct msg *m, const struct pipe_report *r);
 

@@ -29,6 +29,7 @@ struct av_engine {
 	struct cl_engine *engine;
 	atomic_int refs;
 	unsigned sigs;
+	unsigned long long max_filesize; /* ClamAVMaxFileSize */
 	char tmpdir[4096];
 };
 
@@ -164,6 +165,7 @@ av_load(const struct conf *c, struct av_engine **out, char *err, size_t errlen)
 		goto fail;
 	}
 	e->sigs = sigs;
+	e->max_filesize = (unsigned long long)c->clamav_max_filesize;
 	*out = e;
 	return 0;
 fail_set:
@@ -255,6 +257,19 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 		r->failure = AVF_ERROR;
 		return;
 	}
+	/*
+	 * libclamav answers a message over its file size limit with a
+	 * detection that has no name: said here as the limit it is.
+	 */
+	if ((unsigned long long)len > e->max_filesize) {
+		r->status = AV_ERROR;
+		r->failure = AVF_LIMIT;
+		snprintf(r->error, sizeof(r->error),
+			 "scan limit exceeded (message of %zu bytes over "
+			 "ClamAVMaxFileSize)",
+			 len);
+		return;
+	}
 	if ((map = cl_fmap_open_memory(p, len)) == NULL) {
 		r->status = AV_ERROR;
 		r->failure = AVF_ERROR;
@@ -289,9 +304,17 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 				 "scan limit exceeded (%s)", name);
 			break;
 		}
+		/* Any other detection without a name is a limit too. */
+		if (name == NULL) {
+			r->status = AV_ERROR;
+			r->failure = AVF_LIMIT;
+			snprintf(r->error, sizeof(r->error),
+				 "scan limit exceeded (a detection without a "
+				 "name)");
+			break;
+		}
 		r->status = AV_INFECTED;
-		util_safe(r->name, sizeof(r->name), name ? name : "unknown",
-			  true);
+		util_safe(r->name, sizeof(r->name), name, true);
 		break;
 	case CL_ETIMEOUT:
 		r->status = AV_ERROR;

@@ -248,6 +248,16 @@ mlfi_macros(SMFICTX *ctx, struct mlfi_conn *c, const char *const *names)
 			msg_set_macro(&c->msg, *names, v);
 }
 
+/* The queue id, once the MTA gives it (Postfix: at MAIL or at EOM). */
+static void
+mlfi_qid(SMFICTX *ctx, struct mlfi_conn *c)
+{
+	const char *qid = smfi_getsymval(ctx, "i");
+
+	if (qid != NULL && *qid != '\0')
+		snprintf(c->msg.qid, sizeof(c->msg.qid), "%s", qid);
+}
+
 static sfsistat
 mlfi_envfrom(SMFICTX *ctx, char **argv)
 {
@@ -264,6 +274,7 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 	mlfi_end_message(c);
 	c->in_msg = true;
 	atomic_fetch_add(&mlfi_messages, 1);
+	mlfi_qid(ctx, c);
 	msg_set_from(&c->msg, argv[0]);
 	mlfi_macros(ctx, c, names);
 	if ((v = smfi_getsymval(ctx, "{auth_authen}")) != NULL && *v)
@@ -285,8 +296,10 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
+	mlfi_qid(ctx, c);
 	if (c->msg.nrcpts >= (size_t)c->snap->conf->max_recipients &&
-	    (a = pipe_rcpt_limit(c->snap->conf, &c->msg, &vd)) != ACT_ACCEPT) {
+	    (a = pipe_rcpt_limit(c->snap->conf, &c->msg, argv[0], &vd)) !=
+		ACT_ACCEPT) {
 		rc = mlfi_answer(ctx, c, a, &vd, "RCPT", SMFIP_NR_RCPT);
 		verdict_free(&vd);
 		return rc;

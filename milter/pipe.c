@@ -617,6 +617,9 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 			snprintf(val, sizeof(val), "Clean");
 		else if (r->av.status == AV_INFECTED)
 			snprintf(val, sizeof(val), "Infected (%s)", r->av.name);
+		else if (r->av.failure == AVF_NO_ENGINE)
+			snprintf(val, sizeof(val),
+				 "Unchecked (no virus database loaded)");
 		else
 			snprintf(val, sizeof(val), "Unchecked (%s)",
 				 r->av.error);
@@ -626,8 +629,12 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 	for (n = msg_header_count(m, HDR_UNCHECKED); n > 0; n--)
 		verdict_hdr(v, HDROP_DELETE, HDR_UNCHECKED, n, NULL);
 	for (size_t i = 0; i < r->nfb; i++) {
+		/* The log has the database's path; the mail does not. */
 		snprintf(val, sizeof(val), "%s: %s",
-			 pipe_fb_defs[r->fb[i].kind].name, r->fb[i].detail);
+			 pipe_fb_defs[r->fb[i].kind].name,
+			 r->fb[i].kind == FB_NO_ENGINE
+			     ? "no virus database loaded"
+			     : r->fb[i].detail);
 		verdict_hdr(v, HDROP_ADD, HDR_UNCHECKED, 0, val);
 	}
 	/* Virus tags first, then the rules' and the score's. */
@@ -685,7 +692,9 @@ pipe_run(const struct snap *s, struct msg *m, struct pipe_session *ps,
 	pipe_decide_av(c, m, r);
 	if (m->over_headers != NULL)
 		pipe_fallback(c, m, r, FB_HEADER_LIMIT, m->over_headers, NULL);
-	if (m->nrcpts > (size_t)c->max_recipients) {
+	/* Refusing actions refused the extra recipients at RCPT already. */
+	if (m->nrcpts > (size_t)c->max_recipients &&
+	    verdict_delivers(pipe_fb_action(c, FB_RCPT_LIMIT))) {
 		char why[100];
 
 		snprintf(why, sizeof(why), "%zu recipients, over %ld",
@@ -774,17 +783,18 @@ pipe_log(const struct msg *m, const struct pipe_report *r)
 }
 
 enum action
-pipe_rcpt_limit(const struct conf *c, const struct msg *m, struct verdict *v)
+pipe_rcpt_limit(const struct conf *c, const struct msg *m, const char *rcpt,
+		struct verdict *v)
 {
 	struct pipe_report r;
-	char why[100];
+	char why[400];
 
 	/* Taken: the end of DATA applies the fallback once. */
 	if (verdict_delivers(pipe_fb_action(c, FB_RCPT_LIMIT)))
 		return ACT_ACCEPT;
 	memset(&r, 0, sizeof(r));
-	snprintf(why, sizeof(why), "more than %ld recipients",
-		 c->max_recipients);
+	snprintf(why, sizeof(why), "more than %ld recipients: %.300s",
+		 c->max_recipients, rcpt ? rcpt : "");
 	pipe_fallback(c, m, &r, FB_RCPT_LIMIT, why, NULL);
 	*v = r.verdict;
 	/* RFC 5321 4.5.3.1.10: the rest comes in a new transaction. */

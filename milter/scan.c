@@ -336,8 +336,23 @@ scan_one(const struct snap *s, const struct scan_env *env, const char *path)
 	msg_set_client(&m, env->ip, env->name);
 	msg_set_helo(&m, env->helo);
 	msg_set_from(&m, env->from);
-	for (size_t i = 0; i < env->nrcpts; i++)
+	snprintf(m.qid, sizeof(m.qid), "scan");
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct verdict v = {0};
+
+		/* Past MaxRecipients, refused one by one as the daemon does. */
+		if (m.nrcpts >= (size_t)s->conf->max_recipients &&
+		    pipe_rcpt_limit(s->conf, &m, env->rcpts[i], &v) !=
+			ACT_ACCEPT) {
+			if (!env->json)
+				printf("%s: recipient %s refused: %s %s %s\n",
+				       path, env->rcpts[i], v.rcode, v.xcode,
+				       v.text);
+			verdict_free(&v);
+			continue;
+		}
 		msg_add_rcpt(&m, env->rcpts[i]);
+	}
 	if (env->auth != NULL) {
 		m.auth = xstrdup(env->auth);
 		msg_set_macro(&m, "{auth_authen}", env->auth);

@@ -235,8 +235,12 @@ rm -f "$MSG/slow.eml"
 up nodb-accept "ClamAVDatabase $WORK/emptydb" "OnNoEngine accept"
 out=$(send "$MILTER_PORT" "$MSG/clean.eml")
 is "$(field "$out" final)" "c " "OnNoEngine accept: delivered"
-like "$out" 'mod h X-Edmilter-Unchecked=clamav/no-engine: .*cannot load the database' \
+like "$out" 'mod h X-Edmilter-Unchecked=clamav/no-engine: no virus database loaded$' \
 	"OnNoEngine accept: the header says the database is missing"
+like "$out" 'mod h X-Virus-Status=Unchecked \(no virus database loaded\)' \
+	"OnNoEngine accept: X-Virus-Status without the server's paths"
+like "$(cat "$WORK/milter.log")" 'fallback: clamav/no-engine: .*emptydb: cannot load the database' \
+	"OnNoEngine accept: the log has the folder and why"
 
 # --- Over MaxMessageSize. ---
 up size-accept "MaxMessageSize 4K" "OnOversize accept"
@@ -248,6 +252,16 @@ like "$out" 'mod h X-Edmilter-Unchecked=clamav/oversize: message over MaxMessage
 out=$(send "$MILTER_PORT" "$MSG/big-eicar.eml")
 like "$(field "$out" final)" '^y 550 5\.7\.0 message refused: virus found' \
 	"OnOversize accept: a virus in the kept part is still rejected"
+
+# --- A message over ClamAVMaxFileSize: libclamav says "virus" with no name
+# there; it is the limit it is.
+up filesize "ClamAVMaxFileSize 2K"
+out=$(send "$MILTER_PORT" "$MSG/big.eml")
+is "$(field "$out" final)" \
+	"y 550 5.7.0 message too complex to be checked for viruses" \
+	"over ClamAVMaxFileSize: OnScanLimit, not a virus named 'unknown'"
+like "$(cat "$WORK/milter.log")" 'fallback: clamav/scan-limit: scan limit exceeded \(message of [0-9]+ bytes over ClamAVMaxFileSize\)' \
+	"over ClamAVMaxFileSize: logged as the limit"
 
 # --- Header limits. ---
 up headers "MaxHeaders 10"
@@ -286,6 +300,13 @@ is "$(field "$out" "rcpt 4")" "y 452 4.5.3 too many recipients, try again later"
 is "$(field "$out" final)" "c " "the message goes on to the first two"
 like "$(cat "$WORK/milter.log")" 'POLICY: client=.* rcpts=2 ' \
 	"the message's line counts the two recipients"
+like "$(cat "$WORK/milter.log")" 'POLICY: fallback: rcpt/limit: more than 2 recipients: <c@example\.net>: tempfail' \
+	"each refused recipient is logged with the queue id and its address"
+out=$("$EDMSCAN" -c "$WORK/rcpts.conf" --rcpt a@example.net \
+	--rcpt b@example.net --rcpt c@example.net "$MSG/clean.eml" 2>&1)
+like "$out" 'recipient c@example\.net refused: 452 4\.5\.3 too many recipients' \
+	"edmilter-scan refuses the extra recipient as the daemon does"
+like "$out" 'verdict: accept' "... and the message goes on to the others"
 up rcpts-reject "MaxRecipients 2" "OnRecipientLimit reject"
 out=$(send "$MILTER_PORT" "$MSG/clean.eml" a@example.net b@example.net \
 	c@example.net)
