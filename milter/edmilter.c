@@ -8,6 +8,7 @@
  *
  * Logs start-up, reload and stop at info level; errors at err.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -54,6 +55,33 @@ edm_print_errors(const struct errlist *errs)
 		fprintf(stderr, "%s\n", errs->lines[i]);
 }
 
+/* Does the folder hold a file libclamav loads as a database? */
+static bool
+edm_has_db_file(const char *dir)
+{
+	static const char *const ext[] = {
+	    ".cvd", ".cld", ".cud",  ".ndb", ".ndu", ".hdb", ".hsb",
+	    ".mdb", ".msb", ".ldb",  ".ldu", ".db",  ".yar", ".yara",
+	    ".imp", ".ign", ".ign2", ".fp",  ".sfp", ".cbc", ".cdb",
+	    ".crb", ".idb", ".ftm",  ".pdb", ".gdb", ".wdb", ".info",
+	    ".hdu", ".mdu", ".cat",  ".crb", ".sdb", ".zmd", ".rmd"};
+	struct dirent *d;
+	bool found = false;
+	DIR *dp;
+
+	if ((dp = opendir(dir)) == NULL)
+		return true; /* the daemon says why when it loads */
+	while (!found && (d = readdir(dp)) != NULL) {
+		const char *dot = strrchr(d->d_name, '.');
+
+		for (size_t i = 0; dot && i < sizeof(ext) / sizeof(*ext); i++)
+			if (strcmp(dot, ext[i]) == 0)
+				found = true;
+	}
+	closedir(dp);
+	return found;
+}
+
 /*
  * What only the running daemon would find out: the user to become, the
  * database and the public suffix list on disk.
@@ -77,6 +105,26 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 	if (stat(c->clamav_db, &st) < 0)
 		errlist_add(errs, "%s: ClamAVDatabase: %s: %s", where,
 			    c->clamav_db, strerror(errno));
+	else if (S_ISDIR(st.st_mode) && !edm_has_db_file(c->clamav_db))
+		errlist_add(errs,
+			    "%s: ClamAVDatabase: %s: no database file in it "
+			    "(run freshclam, or add .cvd/.cld/.ndb/.hdb files)",
+			    where, c->clamav_db);
+	conf_where(c, "Socket", where, sizeof(where));
+	if (strncmp(c->socket, "unix:", 5) == 0 ||
+	    strncmp(c->socket, "local:", 6) == 0) {
+		char dir[4096], *slash;
+
+		snprintf(dir, sizeof(dir), "%s", strchr(c->socket, ':') + 1);
+		if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+			*slash = '\0';
+			if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+				errlist_add(errs,
+					    "%s: Socket: %s: no such folder "
+					    "for the socket",
+					    where, dir);
+		}
+	}
 	conf_where(c, "PublicSuffixList", where, sizeof(where));
 	if (c->auth_checks && access(c->public_suffix_list, R_OK) < 0)
 		errlist_add(errs, "%s: PublicSuffixList: %s: %s", where,

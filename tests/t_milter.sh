@@ -384,4 +384,15 @@ out=$(timeout 20 "$EDMILTER" -f -c "$bad" 2>&1)
 is "$? $(printf '%s\n' "$out" | grep -c "^$bad:")" "1 3" \
 	"the daemon refuses the bad config at start, with the same errors"
 
+# What the daemon would meet at start: an empty database folder, a unix
+# socket in a folder that is not there.
+write_conf "$WORK/start.conf"
+conf_put "$WORK/start.conf" "ClamAVDatabase $WORK/emptydb"
+conf_put "$WORK/start.conf" "Socket unix:$WORK/nowhere/edmilter.sock"
+out=$("$EDMILTER" -n -c "$WORK/start.conf" 2>&1)
+like "$out" "start.conf:[0-9]+: ClamAVDatabase: $WORK/emptydb: no database file in it" \
+	"-n: an empty database folder, file:line"
+like "$out" "start.conf:[0-9]+: Socket: $WORK/nowhere: no such folder for the socket" \
+	"-n: the socket's folder missing, file:line"
+
 done_testing
