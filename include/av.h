@@ -5,6 +5,7 @@
 #ifndef AV_H
 #define AV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "conf.h"
@@ -51,6 +52,10 @@ unsigned av_signatures(const struct av_engine *e);
 void av_scan(struct av_engine *e, const char *p, size_t len,
 	     struct av_result *r);
 const char *av_status_name(enum av_status s);
+/* At exit: the temporary folders of engines still held by connections. */
+void av_exit(void);
+/* Is this file name one libclamav loads from a database folder? */
+bool av_is_db_name(const char *name);
 
 /*
  * The database folder as a load found it, to tell on an interval whether

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,39 @@ struct av_engine {
 	unsigned sigs;
 	unsigned long long max_filesize; /* ClamAVMaxFileSize */
 	char tmpdir[4096];
+	struct av_engine *next, *prev; /* every engine alive */
 };
+
+/*
+ * The engines alive, for av_exit: a connection the MTA keeps open at stop
+ * keeps its engine (libmilter never closes it), whose folder must go too.
+ */
+static pthread_mutex_t av_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct av_engine *av_live;
+
+static void
+av_live_add(struct av_engine *e)
+{
+	pthread_mutex_lock(&av_live_mu);
+	e->next = av_live;
+	if (av_live != NULL)
+		av_live->prev = e;
+	av_live = e;
+	pthread_mutex_unlock(&av_live_mu);
+}
+
+static void
+av_live_del(struct av_engine *e)
+{
+	pthread_mutex_lock(&av_live_mu);
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else if (av_live == e)
+		av_live = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	pthread_mutex_unlock(&av_live_mu);
+}
 
 /*
  * libclamav's own messages, which it would write to stderr (closed in a
@@ -84,6 +117,7 @@ av_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
 static void
 av_destroy(struct av_engine *e)
 {
+	av_live_del(e);
 	if (e->engine != NULL)
 		cl_engine_free(e->engine);
 	if (e->tmpdir[0] != '\0')
@@ -166,6 +200,7 @@ av_load(const struct conf *c, struct av_engine **out, char *err, size_t errlen)
 	}
 	e->sigs = sigs;
 	e->max_filesize = (unsigned long long)c->clamav_max_filesize;
+	av_live_add(e);
 	*out = e;
 	return 0;
 fail_set:
@@ -286,6 +321,25 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 	/* r is the context libclamav's messages during the scan come with. */
 	rc = cl_scanmap_callback(map, NULL, &name, &scanned, e->engine, &opts,
 				 r);
+	/*
+	 * A limit reported as a heuristic ends the scan there, before the
+	 * signatures had their say: scan again without it, so that a virus
+	 * past a limit is still found (the limit itself stays unchecked).
+	 */
+	if (rc == CL_VIRUS && name != NULL &&
+	    strncmp(name, "Heuristics.Limits.", 18) == 0) {
+		const char *limit = name, *found = NULL;
+
+		opts.heuristic = 0;
+		scanned = 0;
+		if (cl_scanmap_callback(map, NULL, &found, &scanned, e->engine,
+					&opts, r) == CL_VIRUS &&
+		    found != NULL &&
+		    strncmp(found, "Heuristics.Limits.", 18) != 0)
+			name = found;
+		else
+			name = limit;
+	}
 	cl_fmap_close(map);
 	r->ms = (unsigned)(util_now_ms() - t0);
 	switch (rc) {
@@ -357,8 +411,26 @@ av_fnv(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
+bool
+av_is_db_name(const char *name)
+{
+	/* The extensions libclamav loads from a database folder. */
+	static const char *const ext[] = {
+	    ".cvd", ".cld",  ".cud", ".ndb", ".ndu",  ".hdb", ".hdu", ".hsb",
+	    ".hsu", ".mdb",  ".mdu", ".msb", ".msu",  ".ldb", ".ldu", ".db",
+	    ".yar", ".yara", ".imp", ".ign", ".ign2", ".fp",  ".sfp", ".cbc",
+	    ".cdb", ".crb",  ".idb", ".ftm", ".pdb",  ".gdb", ".wdb", ".info",
+	    ".cat", ".sdb",  ".zmd", ".rmd", ".pwdb", ".cfg"};
+	const char *dot = strrchr(name, '.');
+
+	for (size_t i = 0; dot && i < sizeof(ext) / sizeof(*ext); i++)
+		if (strcmp(dot, ext[i]) == 0)
+			return true;
+	return false;
+}
+
 /*
- * A fingerprint of every regular file in dir: name, inode, size and times
+ * A fingerprint of every database file in dir: name, inode, size and times
  * to the nanosecond, summed so that the order of readdir does not count.
  * It sees what cl_statchkdir does not: a file removed, and a file
  * rewritten in place within the second of the last look.
@@ -375,7 +447,8 @@ av_watch_print(const char *dir)
 	if ((dd = opendir(dir)) == NULL)
 		return 0;
 	while ((d = readdir(dd)) != NULL) {
-		if (d->d_name[0] == '.')
+		/* freshclam.dat and the like change without a new database. */
+		if (d->d_name[0] == '.' || !av_is_db_name(d->d_name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
 		if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
@@ -436,4 +509,15 @@ av_watch_free(struct av_watch *w)
 	if (w->st_ok)
 		cl_statfree(&w->st);
 	free(w);
+}
+
+void
+av_exit(void)
+{
+	/* The engines stay (a thread of libmilter may still hold one). */
+	pthread_mutex_lock(&av_live_mu);
+	for (struct av_engine *e = av_live; e != NULL; e = e->next)
+		if (e->tmpdir[0] != '\0')
+			nftw(e->tmpdir, av_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	pthread_mutex_unlock(&av_live_mu);
 }

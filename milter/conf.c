@@ -102,8 +102,8 @@ static const struct conf_key conf_keys[] = {
      4 * GiB - 1},
     {"OnMIMELimit", CT_FALLBACK, O(on_mime_limit), "accept", 0, 0},
     {"MaxHeaders", CT_INT, O(max_headers), "1000", 10, 1000000},
-    {"MaxHeaderSize", CT_SIZE, O(max_header_size), "100K", 1024,
-     64 * 1024 * 1024},
+    /* libmilter drops a packet over 64K: one header is at most that. */
+    {"MaxHeaderSize", CT_SIZE, O(max_header_size), "60K", 1024, 65000},
     {"OnHeaderLimit", CT_FALLBACK, O(on_header_limit), "reject", 0, 0},
     {"MaxRecipients", CT_INT, O(max_recipients), "1000", 1, 1000000},
     {"OnRecipientLimit", CT_FALLBACK, O(on_recipient_limit), "tempfail", 0, 0},

@@ -59,25 +59,14 @@ edm_print_errors(const struct errlist *errs)
 static bool
 edm_has_db_file(const char *dir)
 {
-	static const char *const ext[] = {
-	    ".cvd", ".cld", ".cud",  ".ndb", ".ndu", ".hdb", ".hsb",
-	    ".mdb", ".msb", ".ldb",  ".ldu", ".db",  ".yar", ".yara",
-	    ".imp", ".ign", ".ign2", ".fp",  ".sfp", ".cbc", ".cdb",
-	    ".crb", ".idb", ".ftm",  ".pdb", ".gdb", ".wdb", ".info",
-	    ".hdu", ".mdu", ".cat",  ".crb", ".sdb", ".zmd", ".rmd"};
 	struct dirent *d;
 	bool found = false;
 	DIR *dp;
 
 	if ((dp = opendir(dir)) == NULL)
 		return true; /* the daemon says why when it loads */
-	while (!found && (d = readdir(dp)) != NULL) {
-		const char *dot = strrchr(d->d_name, '.');
-
-		for (size_t i = 0; dot && i < sizeof(ext) / sizeof(*ext); i++)
-			if (strcmp(dot, ext[i]) == 0)
-				found = true;
-	}
+	while (!found && (d = readdir(dp)) != NULL)
+		found = av_is_db_name(d->d_name);
 	closedir(dp);
 	return found;
 }
@@ -105,7 +94,10 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 	if (stat(c->clamav_db, &st) < 0)
 		errlist_add(errs, "%s: ClamAVDatabase: %s: %s", where,
 			    c->clamav_db, strerror(errno));
-	else if (S_ISDIR(st.st_mode) && !edm_has_db_file(c->clamav_db))
+	else if (!S_ISDIR(st.st_mode))
+		errlist_add(errs, "%s: ClamAVDatabase: %s: not a folder", where,
+			    c->clamav_db);
+	else if (!edm_has_db_file(c->clamav_db))
 		errlist_add(errs,
 			    "%s: ClamAVDatabase: %s: no database file in it "
 			    "(run freshclam, or add .cvd/.cld/.ndb/.hdb files)",
@@ -494,6 +486,19 @@ main(int argc, char **argv)
 	int ch, foreground = 0, check = 0, rc;
 	char err[EDM_ERRLEN];
 
+	/*
+	 * Threads inherit this mask: only the waiting threads take these.
+	 * Set first, so that a signal during start-up waits instead of
+	 * killing the process.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
 	while ((ch = getopt(argc, argv, "c:fnV")) != -1)
 		switch (ch) {
 		case 'c':
@@ -548,15 +553,6 @@ main(int argc, char **argv)
 	if (edm_drop_privileges(c) < 0)
 		goto fail;
 
-	/* Threads inherit this mask: only the waiting threads take these. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-
 	edm_watch = av_watch_new(c->clamav_db);
 	if (snap_build(edm_conf_path, NULL, &s, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
@@ -577,6 +573,7 @@ main(int argc, char **argv)
 	edm_socket_unlink(c);
 	/* The engine dies with its last user, its temporary folder with it. */
 	snap_install(NULL);
+	av_exit();
 	av_watch_free(edm_watch);
 	log_msg(LOG_INFO, "stopped");
 	conf_free(c);

@@ -5,12 +5,14 @@
  * of one connection on different threads, one at a time.
  */
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "edmilter.h"
@@ -18,6 +20,7 @@
 #include "mlfi.h"
 #include "pipe.h"
 #include "snap.h"
+#include "util.h"
 
 struct mlfi_conn {
 	struct snap *snap; /* the snapshot this connection started with */
@@ -148,14 +151,34 @@ mlfi_cont(const struct mlfi_conn *c, unsigned long nr)
 	return (c->proto & nr) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
+/*
+ * The last message in flight has ended: give the allocator's free pages
+ * back to the system, at most once a second. glibc keeps what a flood
+ * freed in its per-thread arenas for good; without this the daemon's
+ * resident size after a peak stays at the peak's. Nothing waits on the
+ * arenas' locks then, as no message is being checked.
+ */
+static void
+mlfi_trim(void)
+{
+	static atomic_uint_least64_t last;
+	uint64_t now = util_now_ms(), was = atomic_load(&last);
+
+	if (now - was < 1000 ||
+	    !atomic_compare_exchange_strong(&last, &was, now))
+		return;
+	malloc_trim(0);
+}
+
 static void
 mlfi_end_message(struct mlfi_conn *c)
 {
+	msg_reset(&c->msg);
 	if (c->in_msg) {
 		c->in_msg = false;
-		atomic_fetch_sub(&mlfi_messages, 1);
+		if (atomic_fetch_sub(&mlfi_messages, 1) == 1)
+			mlfi_trim();
 	}
-	msg_reset(&c->msg);
 }
 
 static sfsistat
@@ -391,7 +414,10 @@ mlfi_apply_headers(SMFICTX *ctx, struct mlfi_conn *c, const struct verdict *v)
 			rc = smfi_chgheader(ctx, op->name, op->index, val);
 			break;
 		}
-		if (rc != MI_SUCCESS && op->kind == HDROP_DELETE)
+		/* A forged header left, or unchecked mail left unmarked. */
+		if (rc != MI_SUCCESS &&
+		    (op->kind == HDROP_DELETE ||
+		     strcasecmp(op->name, "X-Edmilter-Unchecked") == 0))
 			ret = -1;
 		if (rc != MI_SUCCESS)
 			log_qid(LOG_WARNING, qid,
@@ -440,9 +466,10 @@ mlfi_eom(SMFICTX *ctx)
 	if (verdict_delivers(r.verdict.action) &&
 	    mlfi_apply_headers(ctx, c, &r.verdict) < 0) {
 		log_qid(LOG_ERR, c->msg.qid,
-			"a forged header could not be removed; tempfail");
+			"a forged header could not be removed, or unchecked "
+			"mail marked; tempfail");
 		verdict_set(&r.verdict, ACT_TEMPFAIL,
-			    "a forged header could not be removed");
+			    "a header change the MTA refused");
 		verdict_reply(&r.verdict, "451", "4.3.0",
 			      "temporary local problem, try again later");
 	}

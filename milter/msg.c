@@ -233,6 +233,10 @@ msg_check_header(struct msg *m, const char *name, const char *raw)
 			 m->max_headers);
 	} else if (m->max_header_size > 0 && len > m->max_header_size) {
 		util_safe(safe, sizeof(safe), name, true);
+		/* A field name is printable ASCII (RFC 5322): nothing else. */
+		for (char *p = safe; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
 		snprintf(why, sizeof(why),
 			 "header field %s of %zu bytes, over %zu", safe, len,
 			 m->max_header_size);

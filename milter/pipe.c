@@ -605,11 +605,12 @@ pipe_headers(const struct conf *c, const struct msg *m, struct pipe_report *r)
 	char val[600];
 	int n;
 
+	/* Never trusted, whether or not ours are added. */
+	for (n = msg_header_count(m, HDR_SCANNED); n > 0; n--)
+		verdict_hdr(v, HDROP_DELETE, HDR_SCANNED, n, NULL);
+	for (n = msg_header_count(m, HDR_STATUS); n > 0; n--)
+		verdict_hdr(v, HDROP_DELETE, HDR_STATUS, n, NULL);
 	if (c->add_headers) {
-		for (n = msg_header_count(m, HDR_SCANNED); n > 0; n--)
-			verdict_hdr(v, HDROP_DELETE, HDR_SCANNED, n, NULL);
-		for (n = msg_header_count(m, HDR_STATUS); n > 0; n--)
-			verdict_hdr(v, HDROP_DELETE, HDR_STATUS, n, NULL);
 		snprintf(val, sizeof(val), "%s %s on %s", EDM_NAME, EDM_VERSION,
 			 c->hostname);
 		verdict_hdr(v, HDROP_ADD, HDR_SCANNED, 0, val);
@@ -793,7 +794,7 @@ pipe_rcpt_limit(const struct conf *c, const struct msg *m, const char *rcpt,
 	if (verdict_delivers(pipe_fb_action(c, FB_RCPT_LIMIT)))
 		return ACT_ACCEPT;
 	memset(&r, 0, sizeof(r));
-	snprintf(why, sizeof(why), "more than %ld recipients: %.300s",
+	snprintf(why, sizeof(why), "over MaxRecipients %ld: %.300s",
 		 c->max_recipients, rcpt ? rcpt : "");
 	pipe_fallback(c, m, &r, FB_RCPT_LIMIT, why, NULL);
 	*v = r.verdict;

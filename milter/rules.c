@@ -854,7 +854,8 @@ rules_header_reserved(const char *s)
 				      "To"};
 
 	if (strncasecmp(s, "X-Virus-", 8) == 0 ||
-	    strncasecmp(s, "X-Spam-", 7) == 0)
+	    strncasecmp(s, "X-Spam-", 7) == 0 ||
+	    strncasecmp(s, "X-Edmilter-", 11) == 0)
 		return true;
 	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
 		if (strcasecmp(s, names[i]) == 0)

@@ -21,10 +21,10 @@ FINAL = b"acdrty"
 
 
 class Conn:
-    def __init__(self, port, timeout=60):
+    def __init__(self, port, timeout=60, actions=0x1ff):
         self.s = socket.create_connection(("127.0.0.1", port), timeout)
         self.s.settimeout(timeout)
-        self._send(b"O", struct.pack(">III", 6, 0x1ff, 0x1fffff))
+        self._send(b"O", struct.pack(">III", 6, actions, 0x1fffff))
         cmd, data = self._read()
         assert cmd == b"O", cmd
         _, self.actions, self.proto = struct.unpack(">III", data[:12])

@@ -394,5 +394,9 @@ like "$out" "start.conf:[0-9]+: ClamAVDatabase: $WORK/emptydb: no database file 
 	"-n: an empty database folder, file:line"
 like "$out" "start.conf:[0-9]+: Socket: $WORK/nowhere: no such folder for the socket" \
 	"-n: the socket's folder missing, file:line"
+conf_put "$WORK/start.conf" "ClamAVDatabase $SIGS/edmilter-test.ndb"
+out=$("$EDMILTER" -n -c "$WORK/start.conf" 2>&1)
+like "$out" "start.conf:[0-9]+: ClamAVDatabase: .*edmilter-test\.ndb: not a folder" \
+	"-n: a database file instead of a folder"
 
 done_testing

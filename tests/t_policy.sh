@@ -17,7 +17,7 @@ mkdir -p "$MSG" "$WORK/emptydb"
 # each change (a deletion has an empty VALUE).
 send() {
 	/usr/bin/python3 - "$SRCDIR/tests" "$@" <<'PY'
-import struct, sys
+import os, struct, sys
 sys.path.insert(0, sys.argv[1])
 import milterclient
 
@@ -31,7 +31,7 @@ for line in head.split(b"\n"):
     elif b":" in line:
         n, v = line.split(b":", 1)
         hdrs.append([n, v.lstrip(b" ")])
-c = milterclient.Conn(port)
+c = milterclient.Conn(port, actions=int(os.environ.get("ACTIONS", "0x1ff"), 16))
 c.connect("client.example.org", "192.0.2.7")
 c.helo("client.example.org")
 c.macro("M", i="POLICY")
@@ -202,6 +202,20 @@ out=$(send "$MILTER_PORT" "$MSG/limit.eml")
 like "$out" 'mod q clamav/scan-limit' "OnScanLimit quarantine: held"
 is "$(field "$out" final)" "c " "OnScanLimit quarantine: taken into the hold queue"
 
+# A virus behind the limit is still found: the limit does not hide it.
+{
+	msg_head limit-eicar
+	printf 'Content-Type: text/plain '
+	i=0
+	while [ $i -lt 7000 ]; do printf '; '; i=$((i + 1)); done
+	printf '\n\n'
+	eicar
+	printf '\n'
+} >"$MSG/limit-eicar.eml"
+out=$(send "$MILTER_PORT" "$MSG/limit-eicar.eml")
+like "$(field "$out" final)" '^y 550 5\.7\.0 message refused: virus found: Edmilter\.Test\.Eicar' \
+	"OnScanLimit quarantine: a virus past the limit is rejected as one"
+
 # Mail that was checked says nothing; a forged header goes.
 out=$(send "$MILTER_PORT" "$MSG/clean.eml")
 like "$out" 'mod m X-Edmilter-Unchecked=$' \
@@ -211,6 +225,24 @@ if printf '%s\n' "$out" | grep -q '^mod h X-Edmilter-Unchecked'; then
 else
 	ok 0 "a checked message gets no X-Edmilter-Unchecked"
 fi
+
+# --- Unchecked mail the MTA will not let us mark is not delivered. ---
+up limit-accept2 "OnScanLimit accept"
+out=$(ACTIONS=0x20 send "$MILTER_PORT" "$MSG/limit.eml")
+is "$(field "$out" final)" "y 451 4.3.0 temporary local problem, try again later" \
+	"no header changes granted: accepted-unchecked mail is tempfailed, not delivered unmarked"
+
+# --- AddHeaders no: ours are not added, forged ones still go. ---
+{
+	msg_head forged
+	printf 'X-Virus-Status: Clean\nX-Virus-Scanned: edmilter on forger\n\n'
+	eicar
+	printf '\n'
+} >"$MSG/forged-eicar.eml"
+up noadd-accept "AddHeaders no" "OnInfected accept"
+out=$(send "$MILTER_PORT" "$MSG/forged-eicar.eml")
+like "$out" 'mod m X-Virus-Status=$' "AddHeaders no: a forged X-Virus-Status is deleted"
+like "$out" 'mod m X-Virus-Scanned=$' "AddHeaders no: a forged X-Virus-Scanned is deleted"
 
 # --- A scan timeout (ClamAVMaxScanTime at its least, a 15 MB attachment). ---
 python3 -c '
@@ -300,7 +332,7 @@ is "$(field "$out" "rcpt 4")" "y 452 4.5.3 too many recipients, try again later"
 is "$(field "$out" final)" "c " "the message goes on to the first two"
 like "$(cat "$WORK/milter.log")" 'POLICY: client=.* rcpts=2 ' \
 	"the message's line counts the two recipients"
-like "$(cat "$WORK/milter.log")" 'POLICY: fallback: rcpt/limit: more than 2 recipients: <c@example\.net>: tempfail' \
+like "$(cat "$WORK/milter.log")" 'POLICY: fallback: rcpt/limit: over MaxRecipients 2: <c@example\.net>: tempfail' \
 	"each refused recipient is logged with the queue id and its address"
 out=$("$EDMSCAN" -c "$WORK/rcpts.conf" --rcpt a@example.net \
 	--rcpt b@example.net --rcpt c@example.net "$MSG/clean.eml" 2>&1)

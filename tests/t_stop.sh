@@ -55,4 +55,89 @@ like "$(grep 'STOP1: ' "$MILTER_LOG")" 'verdict=reject' \
 	"its log line was written"
 MILTER_PID=""
 [ "$T_FAILED" -eq 0 ] || sed 's/^/#   /' "$MILTER_LOG"
+
+# SIGTERM with a connection the MTA keeps open between messages (Postfix
+# keeps one per SMTP session; libmilter never closes it for us): the
+# daemon still exits 0, leaves no temporary folder, and (under the
+# sanitizers) reports no leak.
+mkdir -p "$WORK/tmp2"
+sed "s|^TemporaryDirectory .*|TemporaryDirectory $WORK/tmp2|" "$CONF" \
+	>"$WORK/open.conf"
+: >"$WORK/milter.log"
+start_milter "$WORK/open.conf"
+ok $? "edmilter starts again"
+/usr/bin/python3 - "$MILTER_PORT" "$SRCDIR/tests" <<'PY' &
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import milterclient
+c = milterclient.Conn(int(sys.argv[1]))
+c.connect("client.example.org", "192.0.2.7")
+c.helo("helo.example.org")
+c.mail("a@example.com")
+c.rcpt("b@example.net")
+c.header("Subject", "kept open")
+c.body(b"hello\r\n")
+c.eom()
+time.sleep(30)
+PY
+HOLDER=$!
+i=0
+while ! grep -q 'verdict=' "$WORK/milter.log" && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+like "$(ls "$WORK/tmp2")" '^edmilter-clamav\.' "the engine's temporary folder is there"
+kill -TERM "$MILTER_PID"
+i=0
+while kill -0 "$MILTER_PID" 2>/dev/null && [ $i -lt 150 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+wait "$MILTER_PID"
+is "$?" 0 "with a connection open, SIGTERM: exit 0"
+is "$(ls "$WORK/tmp2")" "" "... and no temporary folder left behind"
+if grep -Eq 'ERROR: (Leak|Address)Sanitizer' "$WORK/milter.log"; then
+	ok 1 "... and no sanitizer report"
+	grep -A20 'Sanitizer' "$WORK/milter.log" | head -30 | sed 's/^/#   /'
+else
+	ok 0 "... and no sanitizer report"
+fi
+MILTER_PID=""
+kill "$HOLDER" 2>/dev/null
+wait "$HOLDER" 2>/dev/null
+
+# A signal during start-up waits for the daemon to be ready: SIGUSR1
+# while the engine still loads must not kill it. Between fork and the
+# first line of main() no program can hold a signal, so the test waits
+# until the process runs edmilter with SIGUSR1 blocked, then signals it
+# at once, long before the engine is loaded.
+write_conf "$WORK/early.conf"
+"$EDMILTER" -f -c "$WORK/early.conf" >"$WORK/early.log" 2>&1 &
+EARLY=$!
+i=0
+while [ $i -lt 2000 ]; do
+	blk=$(sed -n 's/^SigBlk:[[:space:]]*//p' "/proc/$EARLY/status" \
+		2>/dev/null)
+	[ -n "$blk" ] && [ $((0x$blk & 0x200)) -ne 0 ] && break
+	i=$((i + 1))
+done
+like "$(grep -c ' starting: socket ' "$WORK/early.log")" '^0$' \
+	"the signal comes before the engine is loaded"
+kill -USR1 "$EARLY"
+sleep 2
+if kill -0 "$EARLY" 2>/dev/null; then
+	ok 0 "SIGUSR1 right after the start does not kill the daemon"
+else
+	ok 1 "SIGUSR1 right after the start does not kill the daemon"
+	sed 's/^/#   /' "$WORK/early.log"
+fi
+kill -TERM "$EARLY" 2>/dev/null
+i=0
+while kill -0 "$EARLY" 2>/dev/null && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+kill -KILL "$EARLY" 2>/dev/null
+wait "$EARLY"
+is "$?" 0 "... and it stops on SIGTERM, exit 0"
 done_testing

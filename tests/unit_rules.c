@@ -960,12 +960,34 @@ test_threads(void)
 	rules_free(rs);
 }
 
+/* Headers that are edmilter's say what edmilter did: no rule adds them. */
+static void
+test_reserved(void)
+{
+	static const char *names[] = {"X-Edmilter-Unchecked", "x-edmilter-x",
+				      "X-Virus-Status", "X-Spam-Flag",
+				      "Authentication-Results"};
+	char text[200], errs[1024];
+	struct rules *rs;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+		snprintf(text, sizeof(text),
+			 "rule h { helo =~ /./ => header \"%s\" \"x\" }\n",
+			 names[i]);
+		rs = load_str(text, errs, sizeof(errs));
+		ok(rs == NULL && strstr(errs, "is not a rule's to add") != NULL,
+		   "a rule may not add %s", names[i]);
+		rules_free(rs);
+	}
+}
+
 int
 main(void)
 {
 	log_init("unit_rules", LOG_MAIL, 1);
 	mime_init();
 	test_errors();
+	test_reserved();
 	test_golden();
 	test_targets();
 	test_matched();

@@ -54,6 +54,11 @@
  * depends on the message's number only. A message cut so gets no verdict:
  * the output then has "aborted" and "dropped" counts, and messages counts
  * them too.
+ *
+ * --rate R paces the run in an open loop: message number i starts R
+ * messages per second after the start (or at once when late), whatever
+ * the replies, as mail arrives at an MX; the latencies then show the
+ * filter below its saturation.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -186,6 +191,8 @@ static bool opt_quickack;
 static FILE *opt_verdicts;
 static pthread_mutex_t verdicts_lock = PTHREAD_MUTEX_INITIALIZER;
 static int opt_abort_pct, opt_drop_pct;
+/* --rate: messages per second in all, each one started at its time. */
+static double opt_rate, rate_t0;
 
 /* --abort-pct, --drop-pct: what ends this thread's current message. */
 enum cut { CUT_NONE, CUT_ABORT, CUT_DROP };
@@ -1153,6 +1160,17 @@ take_message(void)
 	i = atomic_fetch_add(&next_msg, 1);
 	if (opt_msgs >= 0 && i >= opt_msgs)
 		return -1;
+	if (opt_rate > 0) {
+		/* Open loop: message i starts at rate_t0 + i / rate. */
+		double wait = rate_t0 + (double)i / opt_rate - now_s();
+
+		while (wait > 0 && !atomic_load(&stop_now)) {
+			usleep(wait > 0.05 ? 50000 : (useconds_t)(wait * 1e6));
+			wait = rate_t0 + (double)i / opt_rate - now_s();
+		}
+		if (atomic_load(&stop_now))
+			return -1;
+	}
 	return i;
 }
 
@@ -1283,15 +1301,16 @@ percentile(const long *v, size_t n, double p)
 static void
 usage(void)
 {
-	fprintf(stderr,
-		"usage: miltergen -s SOCKET [-s SOCKET]... [-c CONNS] "
-		"[-n MSGS | -t SECONDS]\n"
-		"                 [-m MSGS-PER-CONN] [--ip ADDR] [--helo NAME] "
-		"[--from ADDR]\n"
-		"                 [--rcpt ADDR]... [--verdicts FILE] [-q] [-Q] "
-		"LIST\n"
-		"                 [--abort-pct N] [--drop-pct N]\n"
-		"SOCKET: inet:PORT@HOST, unix:PATH or local:PATH\n");
+	fprintf(
+	    stderr,
+	    "usage: miltergen -s SOCKET [-s SOCKET]... [-c CONNS] "
+	    "[-n MSGS | -t SECONDS]\n"
+	    "                 [-m MSGS-PER-CONN] [--ip ADDR] [--helo NAME] "
+	    "[--from ADDR]\n"
+	    "                 [--rcpt ADDR]... [--verdicts FILE] [-q] [-Q] "
+	    "LIST\n"
+	    "                 [--abort-pct N] [--drop-pct N] [--rate MSGS/S]\n"
+	    "SOCKET: inet:PORT@HOST, unix:PATH or local:PATH\n");
 	exit(2);
 }
 
@@ -1366,6 +1385,7 @@ main(int argc, char **argv)
 	    {"verdicts", required_argument, NULL, 'V'},
 	    {"abort-pct", required_argument, NULL, 'a'},
 	    {"drop-pct", required_argument, NULL, 'd'},
+	    {"rate", required_argument, NULL, 'r'},
 	    {NULL, 0, NULL, 0}};
 	struct worker *ws;
 	long total_done = 0, errors = 0, conn_errors = 0, aborted = 0,
@@ -1409,6 +1429,9 @@ main(int argc, char **argv)
 		case 'd':
 			opt_drop_pct = atoi(optarg);
 			break;
+		case 'r':
+			opt_rate = atof(optarg);
+			break;
 		case 'V':
 			if ((opt_verdicts = fopen(optarg, "w")) == NULL)
 				die(optarg);
@@ -1435,7 +1458,7 @@ main(int argc, char **argv)
 	if (!have_sock || optind != argc - 1 || opt_conns < 1 ||
 	    opt_per_conn < 1 || (opt_msgs < 0 && opt_secs <= 0) ||
 	    opt_abort_pct < 0 || opt_drop_pct < 0 ||
-	    opt_abort_pct + opt_drop_pct > 100)
+	    opt_abort_pct + opt_drop_pct > 100 || opt_rate < 0)
 		usage();
 	if (opt_nrcpts == 0) {
 		opt_rcpts = xrealloc(NULL, sizeof(*opt_rcpts));
@@ -1451,7 +1474,7 @@ main(int argc, char **argv)
 	if (ws == NULL)
 		die("calloc");
 	getrusage(RUSAGE_SELF, &ru0);
-	t0 = now_s();
+	t0 = rate_t0 = now_s();
 	for (int i = 0; i < opt_conns; i++) {
 		ws[i].id = i;
 		if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
