@@ -1,7 +1,9 @@
 #!/bin/sh
 # t_nodelay.sh: the connections libmilter accepts on a TCP socket get
-# TCP_NODELAY (milter/sock.c), seen from outside with strace: without it
-# every header change after the first waits for the MTA's delayed ACK.
+# TCP_NODELAY, and TCP_QUICKACK after every read (milter/sock.c), seen
+# from outside with strace: without them every header change after the
+# first waits for the MTA's delayed ACK, and every header the MTA sends
+# after the first for ours.
 . "$(dirname "$0")/lib.sh"
 
 if ! command -v strace >/dev/null 2>&1; then
@@ -60,6 +62,14 @@ while ! grep -q TCP_NODELAY "$TRACE" 2>/dev/null && [ $i -lt 30 ]; do
 done
 like "$(cat "$TRACE")" 'setsockopt\([0-9]+, SOL_TCP, TCP_NODELAY, \[1\], 4\) = 0' \
 	"the accepted connection is set TCP_NODELAY"
+# Each read of the connection is followed by TCP_QUICKACK on it: with the
+# no-reply steps the MTA sends header after header and its Nagle waits
+# for our acknowledgement of the one before.
+fd=$(sed -n 's/.*setsockopt(\([0-9]*\), SOL_TCP, TCP_NODELAY, \[1\].*/\1/p' \
+	"$TRACE" | head -1)
+n=$(grep -c "setsockopt($fd, SOL_TCP, TCP_QUICKACK, \[1\], 4) = 0" "$TRACE")
+like "$n" '^([5-9]|[1-9][0-9]+)$' \
+	"quick acknowledgement set again after the reads ($n times on fd $fd)"
 stop_strace
 pid=$MILTER_PID
 stop_milter
