@@ -11,5 +11,7 @@ extern struct smfiDesc mlfi_desc;
 int mlfi_in_flight(void);
 /* From now on, new connections are turned away (the MTA tempfails). */
 void mlfi_drain(void);
+/* Connections whose state is not yet freed, for a clean stop. */
+int mlfi_connections(void);
 
 #endif

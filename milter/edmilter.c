@@ -29,6 +29,7 @@
 #include "mlfi.h"
 #include "rules.h"
 #include "snap.h"
+#include "sock.h"
 
 /* How long a stop waits for messages in flight. */
 #define EDM_STOP_WAIT_S 30
@@ -276,6 +277,29 @@ edm_drain(void)
 }
 
 /*
+ * The connections the MTA keeps open between messages would outlive
+ * libmilter's loop, holding their snapshot (and its engine and temporary
+ * folder) to the end. Once the messages in flight are answered they are
+ * shut down (the MTA sees the milter gone, as at any stop) while the loop
+ * still runs, which ends their sessions and frees their states.
+ */
+static void
+edm_close_idle(void)
+{
+	int i, n = mlfi_connections();
+
+	if (n == 0)
+		return;
+	log_msg(LOG_INFO, "stopping: closing %d idle connections", n);
+	sock_shutdown_all();
+	for (i = 0; i < 50 && mlfi_connections() > 0; i++)
+		usleep(100000);
+	if (mlfi_connections() > 0)
+		log_msg(LOG_WARNING, "stopping with %d connections still open",
+			mlfi_connections());
+}
+
+/*
  * The database folder as the last load found it: the reload thread looks
  * at it every ClamAVCheckInterval seconds, as clamd's SelfCheck does. Only
  * the reload thread touches it once serving.
@@ -460,6 +484,7 @@ edm_serve(void)
 			pthread_mutex_unlock(&edm_reload_mu);
 		} else if (sig == SIGTERM) {
 			edm_drain();
+			edm_close_idle();
 			smfi_stop();
 			break;
 		} else {

@@ -39,6 +39,8 @@ struct mlfi_conn {
 #define MLFI_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
 
 static atomic_int mlfi_messages;
+/* Connection states made and not yet freed by mlfi_close. */
+static atomic_int mlfi_conns;
 static atomic_int mlfi_draining;
 
 void
@@ -141,7 +143,14 @@ mlfi_get(SMFICTX *ctx)
 		free(c);
 		return NULL;
 	}
+	atomic_fetch_add(&mlfi_conns, 1);
 	return c;
+}
+
+int
+mlfi_connections(void)
+{
+	return atomic_load(&mlfi_conns);
 }
 
 /* CONTINUE, or NOREPLY where the MTA agreed to expect no reply. */
@@ -519,6 +528,7 @@ mlfi_close(SMFICTX *ctx)
 	snap_put(c->snap);
 	free(c);
 	smfi_setpriv(ctx, NULL);
+	atomic_fetch_sub(&mlfi_conns, 1);
 	return SMFIS_CONTINUE;
 }
 

@@ -16,6 +16,11 @@
  * milter connections) holds each one until we acknowledge the one before,
  * and our kernel delays that acknowledgement. Linux clears quick-ack mode
  * by itself, so it is set again after every read of a tracked socket.
+ *
+ * At stop, connections the MTA keeps open between messages (libmilter
+ * never closes them itself) are shut down once no message is in flight,
+ * so that their threads end and free what they hold. close(2) is answered
+ * here too, to forget a descriptor before it can be reused.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,23 +34,57 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sock.h"
 
 typedef int (*sock_accept_fn)(int, struct sockaddr *, socklen_t *);
 typedef ssize_t (*sock_read_fn)(int, void *, size_t);
+typedef int (*sock_close_fn)(int);
 
-/* Descriptors below SOCK_MAX that are accepted TCP connections. */
+/*
+ * What each descriptor below SOCK_MAX is: a connection libmilter accepted
+ * (SOCK_CONN), a TCP one (SOCK_TCP as well), or nothing of ours (0).
+ */
 #define SOCK_MAX 65536
+#define SOCK_CONN 1
+#define SOCK_TCP 2
 
 static sock_accept_fn sock_real_accept;
 static sock_read_fn sock_real_read;
+static sock_close_fn sock_real_close;
 static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
-static atomic_uchar sock_tcp[SOCK_MAX];
+static atomic_uchar sock_mark[SOCK_MAX];
 
 static void
 sock_init(void)
 {
 	sock_real_accept = (sock_accept_fn)dlsym(RTLD_NEXT, "accept");
 	sock_real_read = (sock_read_fn)dlsym(RTLD_NEXT, "read");
+	sock_real_close = (sock_close_fn)dlsym(RTLD_NEXT, "close");
+}
+
+int close(int fd);
+
+int
+close(int fd)
+{
+	pthread_once(&sock_once, sock_init);
+	if (sock_real_close == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	/* Forgotten before the number can be handed out again. */
+	if (fd >= 0 && fd < SOCK_MAX &&
+	    atomic_load_explicit(&sock_mark[fd], memory_order_relaxed))
+		atomic_store(&sock_mark[fd], 0);
+	return sock_real_close(fd);
+}
+
+void
+sock_shutdown_all(void)
+{
+	for (int fd = 0; fd < SOCK_MAX; fd++)
+		if (atomic_load(&sock_mark[fd]) & SOCK_CONN)
+			shutdown(fd, SHUT_RDWR);
 }
 
 ssize_t read(int fd, void *buf, size_t len);
@@ -63,7 +102,8 @@ read(int fd, void *buf, size_t len)
 	}
 	n = sock_real_read(fd, buf, len);
 	if (n > 0 && fd >= 0 && fd < SOCK_MAX &&
-	    atomic_load_explicit(&sock_tcp[fd], memory_order_relaxed)) {
+	    (atomic_load_explicit(&sock_mark[fd], memory_order_relaxed) &
+	     SOCK_TCP)) {
 		/*
 		 * The descriptor may have been closed and reused by something
 		 * else than a TCP socket since: then the call fails and the
@@ -72,8 +112,7 @@ read(int fd, void *buf, size_t len)
 		saved = errno;
 		if (setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one,
 			       sizeof(one)) < 0)
-			atomic_store_explicit(&sock_tcp[fd], 0,
-					      memory_order_relaxed);
+			atomic_fetch_and(&sock_mark[fd], ~SOCK_TCP);
 		errno = saved;
 	}
 	return n;
@@ -98,12 +137,12 @@ accept(int fd, struct sockaddr *sa, socklen_t *len)
 	if (getsockname(s, (struct sockaddr *)&ss, &sl) < 0 ||
 	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
 		if (s < SOCK_MAX)
-			atomic_store(&sock_tcp[s], 0);
+			atomic_store(&sock_mark[s], SOCK_CONN);
 		return s;
 	}
 	if (setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		log_msg(LOG_WARNING, "milter socket: cannot set TCP_NODELAY");
 	if (s < SOCK_MAX)
-		atomic_store(&sock_tcp[s], 1);
+		atomic_store(&sock_mark[s], SOCK_CONN | SOCK_TCP);
 	return s;
 }

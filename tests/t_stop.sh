@@ -57,9 +57,9 @@ MILTER_PID=""
 [ "$T_FAILED" -eq 0 ] || sed 's/^/#   /' "$MILTER_LOG"
 
 # SIGTERM with a connection the MTA keeps open between messages (Postfix
-# keeps one per SMTP session; libmilter never closes it for us): the
-# daemon still exits 0, leaves no temporary folder, and (under the
-# sanitizers) reports no leak.
+# keeps one per SMTP session; libmilter never closes it for us): once no
+# message is in flight the daemon closes it, exits 0, leaves no
+# temporary folder, and (under the sanitizers) reports no leak.
 mkdir -p "$WORK/tmp2"
 sed "s|^TemporaryDirectory .*|TemporaryDirectory $WORK/tmp2|" "$CONF" \
 	>"$WORK/open.conf"
@@ -96,6 +96,10 @@ done
 wait "$MILTER_PID"
 is "$?" 0 "with a connection open, SIGTERM: exit 0"
 is "$(ls "$WORK/tmp2")" "" "... and no temporary folder left behind"
+like "$(grep -c 'stopping: closing 1 idle connections' "$WORK/milter.log")" \
+	'^1$' "... the idle connection closed by the daemon"
+is "$(grep -c 'connections still open' "$WORK/milter.log")" 0 \
+	"... and its state freed"
 if grep -Eq 'ERROR: (Leak|Address)Sanitizer' "$WORK/milter.log"; then
 	ok 1 "... and no sanitizer report"
 	grep -A20 'Sanitizer' "$WORK/milter.log" | head -30 | sed 's/^/#   /'
