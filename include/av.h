@@ -56,6 +56,11 @@ const char *av_status_name(enum av_status s);
 void av_exit(void);
 /* Is this file name one libclamav loads from a database folder? */
 bool av_is_db_name(const char *name);
+/* Does the folder hold such a file? (true when it cannot be read) */
+bool av_has_db_file(const char *dir);
+#define AV_NO_DB_FILE                                                          \
+	"no database file in it (run freshclam, or add .cvd/.cld/.ndb/.hdb "   \
+	"files)"
 
 /*
  * The database folder as a load found it, to tell on an interval whether

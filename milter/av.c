@@ -184,8 +184,13 @@ av_load(const struct conf *c, struct av_engine **out, char *err, size_t errlen)
 		goto fail_set;
 	rc = cl_load(c->clamav_db, e->engine, &sigs, CL_DB_STDOPT);
 	if (rc != CL_SUCCESS) {
-		snprintf(err, errlen, "%s: cannot load the database: %s",
-			 c->clamav_db, cl_strerror(rc));
+		if (!av_has_db_file(c->clamav_db))
+			snprintf(err, errlen, "%s: %s", c->clamav_db,
+				 AV_NO_DB_FILE);
+		else
+			snprintf(err, errlen,
+				 "%s: cannot load the database: %s",
+				 c->clamav_db, cl_strerror(rc));
 		goto fail;
 	}
 	if (sigs == 0) {
@@ -427,6 +432,21 @@ av_is_db_name(const char *name)
 		if (strcmp(dot, ext[i]) == 0)
 			return true;
 	return false;
+}
+
+bool
+av_has_db_file(const char *dir)
+{
+	struct dirent *d;
+	bool found = false;
+	DIR *dp;
+
+	if ((dp = opendir(dir)) == NULL)
+		return true; /* cl_load says why */
+	while (!found && (d = readdir(dp)) != NULL)
+		found = av_is_db_name(d->d_name);
+	closedir(dp);
+	return found;
 }
 
 /*

@@ -56,22 +56,6 @@ edm_print_errors(const struct errlist *errs)
 		fprintf(stderr, "%s\n", errs->lines[i]);
 }
 
-/* Does the folder hold a file libclamav loads as a database? */
-static bool
-edm_has_db_file(const char *dir)
-{
-	struct dirent *d;
-	bool found = false;
-	DIR *dp;
-
-	if ((dp = opendir(dir)) == NULL)
-		return true; /* the daemon says why when it loads */
-	while (!found && (d = readdir(dp)) != NULL)
-		found = av_is_db_name(d->d_name);
-	closedir(dp);
-	return found;
-}
-
 /*
  * What only the running daemon would find out: the user to become, the
  * database and the public suffix list on disk.
@@ -98,11 +82,9 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 	else if (!S_ISDIR(st.st_mode))
 		errlist_add(errs, "%s: ClamAVDatabase: %s: not a folder", where,
 			    c->clamav_db);
-	else if (!edm_has_db_file(c->clamav_db))
-		errlist_add(errs,
-			    "%s: ClamAVDatabase: %s: no database file in it "
-			    "(run freshclam, or add .cvd/.cld/.ndb/.hdb files)",
-			    where, c->clamav_db);
+	else if (!av_has_db_file(c->clamav_db))
+		errlist_add(errs, "%s: ClamAVDatabase: %s: %s", where,
+			    c->clamav_db, AV_NO_DB_FILE);
 	conf_where(c, "Socket", where, sizeof(where));
 	if (strncmp(c->socket, "unix:", 5) == 0 ||
 	    strncmp(c->socket, "local:", 6) == 0) {

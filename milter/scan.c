@@ -30,9 +30,8 @@ static void
 scan_usage(void)
 {
 	fprintf(stderr,
-		"usage: edmilter-scan [-c config] [--json] [--ip addr] [--name "
-		"host] "
-		"[--helo name]\n"
+		"usage: edmilter-scan [-c config] [-v] [--json] [--ip addr] "
+		"[--name host] [--helo name]\n"
 		"                     [--from addr] [--rcpt addr]... "
 		"[--auth user] [file.eml...]\n"
 		"With no file, or \"-\", the message is read from stdin.\n");

@@ -7,7 +7,7 @@ filter skips and the replies it will not send.
     c = milterclient.Conn(port)
     c.connect("client.example.org", "192.0.2.7"); c.helo("x")
     c.mail("a@example.com"); c.rcpt("b@example.net")
-    c.header("Subject", "hi"); c.body(b"..."); final, mods = c.eom()
+    c.header("Subject", "hi"); c.body(b"..."); final, data, mods = c.eom()
 """
 import socket
 import struct

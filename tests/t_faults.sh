@@ -252,9 +252,12 @@ for db in missing empty nosig cvd ndb; do
 		"database $db at start: EICAR gets 451"
 	like "$(log_line "S$db-1")" 'clamav=error .*verdict=tempfail ' \
 		"database $db at start: logged as not scanned, tempfailed"
+	case $db in
+	empty) why='no database file in it \(run freshclam' ;;
+	*) why='(cannot load the database: .+|the database holds no signature)' ;;
+	esac
 	like "$(grep "$WORK/db.$db: " "$MILTER_LOG" | head -1)" \
-		"$WORK/db\.$db: (cannot load the database: .+|the database holds no signature)" \
-		"database $db at start: the log says why"
+		"$WORK/db\.$db: $why" "database $db at start: the log says why"
 done
 # A daemon has no stderr: libclamav's own words come to the log.
 like "$(grep 'libclamav: ' "$MILTER_LOG")" \

@@ -314,9 +314,9 @@ for q in QN1 QN2 QN3 QN4; do
 	is "$(fact $q reply) $(fact $q replytext)" "y yes" \
 		"no database: $q: $UNCHECKED_451"
 done
-like "$(log_line QN1)" 'clamav=error .* fallback=clamav/no-engine:tempfail verdict=tempfail reason="clamav/no-engine: .*cannot load the database' \
+like "$(log_line QN1)" 'clamav=error .* fallback=clamav/no-engine:tempfail verdict=tempfail reason="clamav/no-engine: .*emptydb: no database file in it' \
 	"no database: the log line says why"
-like "$(cat "$MILTER_LOG")" 'QN1: fallback: clamav/no-engine: .*cannot load the database.*: tempfail by OnNoEngine \(default\)' \
+like "$(cat "$MILTER_LOG")" 'QN1: fallback: clamav/no-engine: .*emptydb: no database file in it.*: tempfail by OnNoEngine \(default\)' \
 	"no database: the fallback is logged with its action and key"
 like "$(cat "$MILTER_LOG")" 'every message gets OnNoEngine \(tempfail\)' \
 	"no database: said once at start-up"

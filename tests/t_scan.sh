@@ -184,7 +184,7 @@ is "$? $(json_fields verdict clamav.result <"$OUT")" "1 tempfail error" \
 is "$(json_fields reply <"$OUT")" \
 	"451 4.3.0 message could not be checked for viruses, try again later" \
 	"no database: the 451 reply"
-like "$(cat "$ERR")" "$WORK/emptydb: cannot load the database" \
+like "$(cat "$ERR")" "$WORK/emptydb: no database file in it" \
 	"no database: said on stderr"
 
 printf 'Socket inet:1@127.0.0.1\nNoSuchKey 1\n' >"$WORK/bad.conf"
