@@ -330,9 +330,11 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 	 * A limit reported as a heuristic ends the scan there, before the
 	 * signatures had their say: scan again without it, so that a virus
 	 * past a limit is still found (the limit itself stays unchecked).
+	 * Not after the time limit: a second scan would take as long again.
 	 */
 	if (rc == CL_VIRUS && name != NULL &&
-	    strncmp(name, "Heuristics.Limits.", 18) == 0) {
+	    strncmp(name, "Heuristics.Limits.", 18) == 0 &&
+	    strstr(name, "MaxScanTime") == NULL) {
 		const char *limit = name, *found = NULL;
 
 		opts.heuristic = 0;

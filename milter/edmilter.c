@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -274,7 +275,7 @@ edm_close_idle(void)
 		return;
 	log_msg(LOG_INFO, "stopping: closing %d idle connections", n);
 	sock_shutdown_all();
-	for (i = 0; i < 50 && mlfi_connections() > 0; i++)
+	for (i = 0; i < EDM_STOP_WAIT_S * 10 && mlfi_connections() > 0; i++)
 		usleep(100000);
 	if (mlfi_connections() > 0)
 		log_msg(LOG_WARNING, "stopping with %d connections still open",
@@ -371,12 +372,29 @@ static pthread_cond_t edm_reload_cv;
 static int edm_reload_asked;
 static bool edm_stopping; /* the thread ends at its next wait */
 
+/*
+ * Seconds between looks at whether the daemon went idle: then the
+ * allocator's free pages go back to the system (glibc keeps what a flood
+ * freed in its per-thread arenas for good, and the resident size after a
+ * peak would stay the peak's). Done here, off the message path, with no
+ * message in flight.
+ */
+#define EDM_TRIM_S 2
+
+static bool
+edm_ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	       (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 static void *
 edm_reload_thread(void *arg)
 {
-	struct timespec due;
+	struct timespec due, tick;
 	long every;
 	int asked, rc;
+	bool last;
 
 	(void)arg;
 	for (;;) {
@@ -385,12 +403,23 @@ edm_reload_thread(void *arg)
 		due.tv_sec += every;
 		rc = 0;
 		pthread_mutex_lock(&edm_reload_mu);
-		while (!edm_reload_asked && !edm_stopping && rc != ETIMEDOUT)
-			rc = every > 0
-				 ? pthread_cond_timedwait(&edm_reload_cv,
-							  &edm_reload_mu, &due)
-				 : pthread_cond_wait(&edm_reload_cv,
-						     &edm_reload_mu);
+		while (!edm_reload_asked && !edm_stopping && rc != ETIMEDOUT) {
+			clock_gettime(CLOCK_MONOTONIC, &tick);
+			tick.tv_sec += EDM_TRIM_S;
+			last = every > 0 && !edm_ts_before(&tick, &due);
+			if (last)
+				tick = due;
+			rc = pthread_cond_timedwait(&edm_reload_cv,
+						    &edm_reload_mu, &tick);
+			if (rc != ETIMEDOUT || last)
+				continue;
+			rc = 0;
+			if (mlfi_idle_again()) {
+				pthread_mutex_unlock(&edm_reload_mu);
+				malloc_trim(0);
+				pthread_mutex_lock(&edm_reload_mu);
+			}
+		}
 		asked = edm_reload_asked;
 		edm_reload_asked = 0;
 		if (edm_stopping) {
@@ -580,7 +609,9 @@ main(int argc, char **argv)
 	edm_socket_unlink(c);
 	/* The engine dies with its last user, its temporary folder with it. */
 	snap_install(NULL);
-	av_exit();
+	/* A connection still open may still be scanning in its folder. */
+	if (mlfi_connections() == 0)
+		av_exit();
 	av_watch_free(edm_watch);
 	log_msg(LOG_INFO, "stopped");
 	conf_free(c);

@@ -5,7 +5,6 @@
  * of one connection on different threads, one at a time.
  */
 #include <arpa/inet.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -160,23 +159,14 @@ mlfi_cont(const struct mlfi_conn *c, unsigned long nr)
 	return (c->proto & nr) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
-/*
- * The last message in flight has ended: give the allocator's free pages
- * back to the system, at most once a second. glibc keeps what a flood
- * freed in its per-thread arenas for good; without this the daemon's
- * resident size after a peak stays at the peak's. Nothing waits on the
- * arenas' locks then, as no message is being checked.
- */
-static void
-mlfi_trim(void)
-{
-	static atomic_uint_least64_t last;
-	uint64_t now = util_now_ms(), was = atomic_load(&last);
+/* Set when the last message in flight ends; see mlfi_idle_again. */
+static atomic_bool mlfi_went_idle;
 
-	if (now - was < 1000 ||
-	    !atomic_compare_exchange_strong(&last, &was, now))
-		return;
-	malloc_trim(0);
+bool
+mlfi_idle_again(void)
+{
+	return atomic_exchange(&mlfi_went_idle, false) &&
+	       atomic_load(&mlfi_messages) == 0;
 }
 
 static void
@@ -186,7 +176,7 @@ mlfi_end_message(struct mlfi_conn *c)
 	if (c->in_msg) {
 		c->in_msg = false;
 		if (atomic_fetch_sub(&mlfi_messages, 1) == 1)
-			mlfi_trim();
+			atomic_store(&mlfi_went_idle, true);
 	}
 }
 

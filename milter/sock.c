@@ -41,6 +41,9 @@ typedef ssize_t (*sock_read_fn)(int, void *, size_t);
 typedef int (*sock_close_fn)(int);
 
 /*
+ * XXX Descriptors from SOCK_MAX up are not tracked: no quick ACK, and at
+ * stop they are not shut down (the stop then waits out its 30 s).
+ *
  * What each descriptor below SOCK_MAX is: a connection libmilter accepted
  * (SOCK_CONN), a TCP one (SOCK_TCP as well), or nothing of ours (0).
  */
@@ -79,12 +82,16 @@ close(int fd)
 	return sock_real_close(fd);
 }
 
+/*
+ * Reading only: a verdict libmilter is still writing (the message just
+ * ended) goes out, and the session ends at its next read.
+ */
 void
 sock_shutdown_all(void)
 {
 	for (int fd = 0; fd < SOCK_MAX; fd++)
 		if (atomic_load(&sock_mark[fd]) & SOCK_CONN)
-			shutdown(fd, SHUT_RDWR);
+			shutdown(fd, SHUT_RD);
 }
 
 ssize_t read(int fd, void *buf, size_t len);
@@ -94,6 +101,7 @@ read(int fd, void *buf, size_t len)
 {
 	ssize_t n;
 	int one = 1, saved;
+	unsigned char mark;
 
 	pthread_once(&sock_once, sock_init);
 	if (sock_real_read == NULL) {
@@ -102,17 +110,18 @@ read(int fd, void *buf, size_t len)
 	}
 	n = sock_real_read(fd, buf, len);
 	if (n > 0 && fd >= 0 && fd < SOCK_MAX &&
-	    (atomic_load_explicit(&sock_mark[fd], memory_order_relaxed) &
+	    ((mark =
+		  atomic_load_explicit(&sock_mark[fd], memory_order_relaxed)) &
 	     SOCK_TCP)) {
 		/*
-		 * The descriptor may have been closed and reused by something
-		 * else than a TCP socket since: then the call fails and the
-		 * mark goes.
+		 * Should the call fail, the mark goes, unless the number was
+		 * closed and handed to a new connection meanwhile.
 		 */
 		saved = errno;
 		if (setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one,
 			       sizeof(one)) < 0)
-			atomic_fetch_and(&sock_mark[fd], ~SOCK_TCP);
+			atomic_compare_exchange_strong(&sock_mark[fd], &mark,
+						       mark & ~SOCK_TCP);
 		errno = saved;
 	}
 	return n;
