@@ -411,14 +411,18 @@ edm_reload_thread(void *arg)
 				tick = due;
 			rc = pthread_cond_timedwait(&edm_reload_cv,
 						    &edm_reload_mu, &tick);
-			if (rc != ETIMEDOUT || last)
-				continue;
-			rc = 0;
-			if (mlfi_idle_again()) {
+			/* Every timer, the database check's too: with a
+			 * ClamAVCheckInterval under EDM_TRIM_S, it is the
+			 * only one that fires. */
+			if (rc == ETIMEDOUT && mlfi_idle_again()) {
 				pthread_mutex_unlock(&edm_reload_mu);
 				malloc_trim(0);
+				log_msg(LOG_DEBUG, "idle: free memory given "
+						   "back to the system");
 				pthread_mutex_lock(&edm_reload_mu);
 			}
+			if (rc == ETIMEDOUT && !last)
+				rc = 0;
 		}
 		asked = edm_reload_asked;
 		edm_reload_asked = 0;

@@ -159,7 +159,8 @@ mlfi_cont(const struct mlfi_conn *c, unsigned long nr)
 	return (c->proto & nr) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
-/* Set when the last message in flight ends; see mlfi_idle_again. */
+/* Set when the last message in flight ends, or a connection closes with
+ * none in flight; see mlfi_idle_again. */
 static atomic_bool mlfi_went_idle;
 
 bool
@@ -519,6 +520,10 @@ mlfi_close(SMFICTX *ctx)
 	free(c);
 	smfi_setpriv(ctx, NULL);
 	atomic_fetch_sub(&mlfi_conns, 1);
+	/* A connection's buffers outlive its last message: freed now, they
+	 * are for the next look too. */
+	if (atomic_load(&mlfi_messages) == 0)
+		atomic_store(&mlfi_went_idle, true);
 	return SMFIS_CONTINUE;
 }
 

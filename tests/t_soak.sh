@@ -30,7 +30,8 @@
 # assertion compares it at rest: after the run it must be at most 20% +
 # 16 MiB above what it was at rest after warm-up. Within 2 s of the last
 # message in flight ending, edmilter gives the allocator's free pages back
-# (malloc_trim), so at rest VmRSS is what is really held (65 to 90 MB
+# (malloc_trim; the test waits 3 s, and up to 10 s more for the bound on a
+# busy machine), so at rest VmRSS is what is really held (65 to 90 MB
 # here, against 125 to 170 MB with the pages kept: the arenas of a flood
 # and the fragments of engine reloads); what a second, longer load adds
 # beyond that is kept per message: a leak or a cache without bound. With
@@ -259,7 +260,8 @@ rest() {
 		sleep 1
 		i=$((i + 1))
 	done
-	sleep 1
+	# The daemon gives free pages back within 2 s of going idle.
+	sleep 3
 }
 # val RUN KEY: one figure of a miltergen run's output.
 val() { awk -v k="$2" '$1 == k { print $2 }' "$WORK/$1.out"; }
@@ -319,6 +321,13 @@ if [ -n "$SANITIZER" ] || [ "$VALGRIND" = 1 ]; then
 	skip "memory flat: not measured under ${SANITIZER:-valgrind}"
 else
 	bound=$((rss_warm + rss_warm / 5 + 16384))
+	# A busy machine may delay the reload thread's look: 10 s more.
+	i=0
+	while [ "${rss_end:-0}" -gt "$bound" ] && [ $i -lt 20 ]; do
+		sleep 0.5
+		rss_end=$(rss_kb)
+		i=$((i + 1))
+	done
 	[ "${rss_end:-0}" -le "$bound" ]
 	ok $? "memory flat: VmRSS at rest $rss_end kB after the run, $rss_warm kB after warm-up (bound $bound kB)"
 fi
