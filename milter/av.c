@@ -22,6 +22,7 @@
 #include "av.h"
 #include "log.h"
 #include "util.h"
+#include "verdict.h"
 
 /* Room kept free in the temporary directory beyond 4 times the message. */
 #define AV_TMP_SLACK (16ULL * 1024 * 1024)
@@ -31,6 +32,7 @@ struct av_engine {
 	atomic_int refs;
 	unsigned sigs;
 	unsigned long long max_filesize; /* ClamAVMaxFileSize */
+	bool rescan;			 /* past a limit; clean cache off */
 	char tmpdir[4096];
 	struct av_engine *next, *prev; /* every engine alive */
 };
@@ -178,7 +180,19 @@ av_load(const struct conf *c, struct av_engine **out, char *err, size_t errlen)
 		snprintf(err, errlen, "libclamav: cannot create an engine");
 		goto fail;
 	}
-	if (cl_engine_set_str(e->engine, CL_ENGINE_TMPDIR, e->tmpdir) !=
+	/*
+	 * The second scan past a limit (av_scan) has the limit silent: it
+	 * ends clean, and libclamav's cache of clean files would then
+	 * answer the same bytes, or the same attachment in another
+	 * message, clean from then on, the limit never seen again. So the
+	 * cache is off where that scan runs: where OnScanLimit delivers.
+	 * Elsewhere the limit's verdict stands and no second scan is
+	 * needed.
+	 */
+	e->rescan = verdict_delivers(c->on_scan_limit);
+	if ((e->rescan && cl_engine_set_num(e->engine, CL_ENGINE_DISABLE_CACHE,
+					    1) != CL_SUCCESS) ||
+	    cl_engine_set_str(e->engine, CL_ENGINE_TMPDIR, e->tmpdir) !=
 		CL_SUCCESS ||
 	    av_limits(e->engine, c, err, errlen) < 0)
 		goto fail_set;
@@ -328,11 +342,12 @@ av_scan(struct av_engine *e, const char *p, size_t len, struct av_result *r)
 				 r);
 	/*
 	 * A limit reported as a heuristic ends the scan there, before the
-	 * signatures had their say: scan again without it, so that a virus
-	 * past a limit is still found (the limit itself stays unchecked).
-	 * Not after the time limit: a second scan would take as long again.
+	 * signatures had their say: where OnScanLimit lets such mail
+	 * through, scan again without it, so that a virus past a limit is
+	 * still found (the limit itself stays unchecked). Not after the
+	 * time limit: a second scan would take as long again.
 	 */
-	if (rc == CL_VIRUS && name != NULL &&
+	if (e->rescan && rc == CL_VIRUS && name != NULL &&
 	    strncmp(name, "Heuristics.Limits.", 18) == 0 &&
 	    strstr(name, "MaxScanTime") == NULL) {
 		const char *limit = name, *found = NULL;

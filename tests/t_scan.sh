@@ -192,6 +192,43 @@ printf 'Socket inet:1@127.0.0.1\nNoSuchKey 1\n' >"$WORK/bad.conf"
 is "$? $(cat "$ERR")" "2 $WORK/bad.conf:2: unknown key \"NoSuchKey\"" \
 	"a bad config: file:line on stderr, exit 2"
 
+# --- A scan limit is never learnt as clean. ---
+# EICAR 20 multiparts deep, past ClamAVMaxRecursion (17): each copy, and
+# the same parts in a message that differs (a Received line more), meets
+# the limit, whether OnScanLimit rejects (no second scan) or delivers (a
+# second scan past the limit, which must not teach libclamav's cache of
+# clean files that these bytes are clean).
+nested() {
+	printf 'From: Sender <sender@example.com>\nTo: rcpt@example.net\n'
+	printf 'Subject: nested\nMIME-Version: 1.0\n'
+	printf 'Content-Type: multipart/mixed; boundary="q0"\n\n'
+	i=1
+	while [ $i -lt 20 ]; do
+		printf -- '--q%d\nContent-Type: multipart/mixed; boundary="q%d"\n\n' \
+			$((i - 1)) $i
+		i=$((i + 1))
+	done
+	printf -- '--q19\nContent-Type: application/octet-stream\n'
+	printf 'Content-Transfer-Encoding: base64\n\n'
+	eicar | base64
+}
+nested >"$MSG/nested.eml"
+{
+	printf 'Received: from elsewhere by mx.example.net; 1 Jan 2026\n'
+	cat "$MSG/nested.eml"
+} >"$MSG/nested2.eml"
+for policy in reject accept; do
+	write_conf "$WORK/limit-$policy.conf" "OnScanLimit $policy"
+	"$EDMSCAN" -c "$WORK/limit-$policy.conf" --json "$MSG/nested.eml" \
+		"$MSG/nested.eml" "$MSG/nested2.eml" "$MSG/nested.eml" \
+		>"$OUT" 2>"$ERR"
+	is "$(json_fields verdict clamav.result <"$OUT" | tr '\n' ' ')" \
+		"$policy error $policy error $policy error $policy error " \
+		"OnScanLimit $policy: every copy meets the limit, none is clean"
+	is "$(grep -c 'MaxRecursion' "$OUT")" 4 \
+		"OnScanLimit $policy: each says which limit"
+done
+
 # --- Real mail: a few messages of the SpamAssassin corpus. ---
 if [ -d "$CORPUS" ]; then
 	files=""
