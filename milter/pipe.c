@@ -305,7 +305,11 @@ pipe_rspf_is_ours(const char *value, const char *id)
 	return false;
 }
 
-/* Authentication-Results (and Received-SPF): ours replace ours. */
+/*
+ * Authentication-Results (and Received-SPF): ours replace ours. One
+ * that claims to be ours goes even with AuthChecks off: a mailbox filter
+ * trusting our AuthservID must never read a forged one.
+ */
 static void
 pipe_auth_headers(const struct conf *c, const struct msg *m,
 		  struct pipe_report *r)
@@ -313,9 +317,9 @@ pipe_auth_headers(const struct conf *c, const struct msg *m,
 	struct authres_input in = {0};
 	struct verdict *v = &r->verdict;
 
+	pipe_delete_ours(m, v, HDR_AR, pipe_ar_is_ours, c->authserv_id);
 	if (!r->auth_on)
 		return;
-	pipe_delete_ours(m, v, HDR_AR, pipe_ar_is_ours, c->authserv_id);
 	in.authserv_id = c->authserv_id;
 	in.skipped = r->auth_skipped[0] ? r->auth_skipped : NULL;
 	in.auth_user = m->auth;
@@ -571,11 +575,12 @@ pipe_rules_headers(const struct conf *c, const struct msg *m,
 	bool spam = o->score >= c->score_tag;
 	struct buf b = {0};
 
-	if (!r->rules_on)
-		return;
+	/* Forged ones go even without rules: nothing here vouches. */
 	pipe_delete_ours(m, v, HDR_SPAM_FLAG, pipe_any, "");
 	pipe_delete_ours(m, v, HDR_SPAM_SCORE, pipe_any, "");
 	pipe_delete_ours(m, v, HDR_SPAM_STATUS, pipe_any, "");
+	if (!r->rules_on)
+		return;
 	verdict_hdr(v, HDROP_ADD, HDR_SPAM_FLAG, 0, spam ? "YES" : "NO");
 	buf_printf(&b, "%.1f", o->score);
 	verdict_hdr(v, HDROP_ADD, HDR_SPAM_SCORE, 0, b.data);

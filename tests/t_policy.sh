@@ -244,6 +244,25 @@ out=$(send "$MILTER_PORT" "$MSG/forged-eicar.eml")
 like "$out" 'mod m X-Virus-Status=$' "AddHeaders no: a forged X-Virus-Status is deleted"
 like "$out" 'mod m X-Virus-Scanned=$' "AddHeaders no: a forged X-Virus-Scanned is deleted"
 
+# --- The checks that vouch for them off: forged ones still go. ---
+{
+	msg_head forged-auth
+	printf 'Authentication-Results: mx.test; spf=pass smtp.mailfrom=a@example.com\n'
+	printf 'Authentication-Results: other.example; spf=fail\n'
+	printf 'X-Spam-Flag: NO\nX-Spam-Score: -100\nX-Spam-Status: No, score=-100\n\n'
+	printf 'hello\n'
+} >"$MSG/forged-auth.eml"
+up nochecks "AuthChecks no"
+out=$(send "$MILTER_PORT" "$MSG/forged-auth.eml")
+is "$(field "$out" final)" "c " "AuthChecks no, no rules: clean mail delivered"
+like "$out" 'mod m Authentication-Results=$' \
+	"AuthChecks no: an Authentication-Results claiming our AuthservID is deleted"
+is "$(printf '%s\n' "$out" | grep -c '^mod m Authentication-Results')" 1 \
+	"AuthChecks no: another host's Authentication-Results is kept"
+for h in X-Spam-Flag X-Spam-Score X-Spam-Status; do
+	like "$out" "mod m $h=\$" "no rules: a forged $h is deleted"
+done
+
 # --- A scan timeout (ClamAVMaxScanTime at its least, a 15 MB attachment). ---
 python3 -c '
 import base64, os, sys
