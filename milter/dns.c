@@ -186,6 +186,32 @@ dns_free(struct dns *d)
 	free(d);
 }
 
+/*
+ * Is name a DNS name: labels of 1 to 63 octets, 253 octets in all (a
+ * final dot aside)?
+ */
+static bool
+dns_name_ok(const char *name)
+{
+	size_t len = strlen(name), label = 0;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] != '.')
+			label++;
+		else if (label == 0)
+			return false;
+		else
+			label = 0;
+		if (label > 63)
+			return false;
+	}
+	return label > 0;
+}
+
 enum dns_status
 dns_query(struct dns *d, const char *name, int type, struct ub_result **res)
 {
@@ -196,6 +222,16 @@ dns_query(struct dns *d, const char *name, int type, struct ub_result **res)
 	int id, rc = 0;
 
 	*res = NULL;
+	/*
+	 * A name that is no DNS name (from a header or an envelope) can
+	 * have no record, now or later: as NXDOMAIN (RFC 7208 4.3 says
+	 * "none" for SPF), never a temporary error the sender would retry
+	 * for ever.
+	 */
+	if (!dns_name_ok(name)) {
+		free(q);
+		return DNS_NXDOMAIN;
+	}
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	q->refs = 2;
@@ -213,7 +249,8 @@ dns_query(struct dns *d, const char *name, int type, struct ub_result **res)
 	if (rc != 0) {
 		q->refs = 1;
 		dns_q_unref(q);
-		return DNS_TEMPFAIL;
+		/* A name unbound cannot parse: as above. */
+		return rc == UB_SYNTAX ? DNS_NXDOMAIN : DNS_TEMPFAIL;
 	}
 
 	clock_gettime(CLOCK_REALTIME, &until);

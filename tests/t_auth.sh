@@ -290,6 +290,22 @@ print([o["value"] for o in json.load(sys.stdin)["headers"]
        if o["name"] == "Received-SPF"][0])')
 like "$ops" '^pass .*client-ip=192\.0\.2\.10' "Received-SPF: pass with client-ip"
 
+# 11. A domain that is no DNS name (a label of 64 octets) can have no
+# record, now or later: no temporary error, which the sender would retry
+# until it bounces.
+long=$(printf "x%.0s" $(seq 64)).test
+msg "a@$long" >"$WORK/longlabel.eml"
+j=$(scan "$WORK/longlabel.eml" --ip 198.51.100.7 --from "a@$long")
+is "$(field "$j" spf.result)/$(field "$j" dmarc.result)/$(field "$j" verdict)" \
+	none/none/accept "a 64-octet label: spf=none, dmarc=none, accepted"
+j=$(scan "$WORK/longlabel.eml" --ip 198.51.100.7 --from a@example.net)
+is "$(field "$j" dmarc.result)/$(field "$j" verdict)" none/accept \
+	"a 64-octet label in From alone: dmarc=none, accepted"
+msg "a@x$long.example.org" >"$WORK/longlabel2.eml"
+j=$(scan "$WORK/longlabel2.eml" --ip 198.51.100.7 --from a@example.net)
+is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/quarantine \
+	"a 64-octet label under example.org: the organisational domain's p=quarantine"
+
 # 10. DNS down: a temporary failure, neither a pass nor a reject.
 BH=$("$PY" -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 CONF3="$WORK/e3.conf"
