@@ -7,6 +7,7 @@
  * Exit: 0 when every message would be accepted (or tagged), 1 when one
  * would not, 2 on an error (unreadable file, bad config).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -62,20 +63,59 @@ scan_read(const char *path, struct buf *b)
 	return 0;
 }
 
-/* A JSON string: quotes, backslashes and control bytes escaped. */
+/*
+ * The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong form, no surrogate, nothing past U+10FFFF), 0 if none.
+ */
+static size_t
+scan_utf8_len(const unsigned char *p)
+{
+	size_t n;
+	unsigned long cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
+}
+
+/*
+ * A JSON string: quotes, backslashes and control bytes escaped, a byte
+ * that is not UTF-8 (from a message in another charset) as U+FFFD, so
+ * that the output is always valid JSON (RFC 8259 8.1).
+ */
 static void
 scan_json_str(const char *s)
 {
-	putchar('"');
-	for (; s != NULL && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
 
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			printf("\\u%04x", ch);
+	putchar('"');
+	while (p != NULL && *p) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p), n = 1;
+		else if (*p < 0x20 || *p == 0x7f)
+			printf("\\u%04x", *p), n = 1;
+		else if ((n = scan_utf8_len(p)) == 0)
+			fputs("\\ufffd", stdout), n = 1;
 		else
-			putchar(ch);
+			fwrite(p, 1, n, stdout);
+		p += n;
 	}
 	putchar('"');
 }
@@ -403,9 +443,20 @@ main(int argc, char **argv)
 		case 'j':
 			env.json = 1;
 			break;
-		case 'i':
+		case 'i': {
+			unsigned char a[sizeof(struct in6_addr)];
+
+			if (inet_pton(AF_INET, optarg, a) != 1 &&
+			    inet_pton(AF_INET6, optarg, a) != 1) {
+				fprintf(stderr,
+					"edmilter-scan: --ip %s: not an IPv4 "
+					"or IPv6 address\n",
+					optarg);
+				exit(2);
+			}
 			env.ip = optarg;
 			break;
+		}
 		case 'n':
 			env.name = optarg;
 			break;

@@ -192,6 +192,27 @@ printf 'Socket inet:1@127.0.0.1\nNoSuchKey 1\n' >"$WORK/bad.conf"
 is "$? $(cat "$ERR")" "2 $WORK/bad.conf:2: unknown key \"NoSuchKey\"" \
 	"a bad config: file:line on stderr, exit 2"
 
+# --- Bytes that are not UTF-8 still make valid JSON (as U+FFFD). ---
+{
+	printf 'From: a@example.com\nTo: b@example.net\nSubject: caf\351\n'
+	printf 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n'
+	printf -- '--b\nContent-Type: application/octet-stream\n'
+	printf "Content-Disposition: attachment; filename*=utf-8''%%FF%%FE%%C3%%A9\n\n"
+	printf 'hello\n--b--\n'
+} >"$MSG/latin.eml"
+write_conf "$WORK/u8.conf" "RulesPath $SRCDIR/rules/baseline.rules"
+"$EDMSCAN" -c "$WORK/u8.conf" --json "$MSG/latin.eml" >"$OUT" 2>"$ERR"
+is "$(python3 -c '
+import json, sys
+d = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
+print(ascii(d["mime"]["parts"][0]["name"]))' "$OUT" 2>&1)" "'\ufffd\ufffd\xe9'" \
+	"--json: a name with bytes that are not UTF-8 is valid JSON, U+FFFD for each"
+
+"$EDMSCAN" -c "$CONF" --ip 999.1.1.1 "$MSG/clean.eml" >"$OUT" 2>"$ERR"
+is "$? $(cat "$ERR")" \
+	"2 edmilter-scan: --ip 999.1.1.1: not an IPv4 or IPv6 address" \
+	"--ip that is no address: said, exit 2"
+
 # --- A scan limit is never learnt as clean. ---
 # EICAR 20 multiparts deep, past ClamAVMaxRecursion (17): each copy, and
 # the same parts in a message that differs (a Received line more), meets
