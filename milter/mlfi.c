@@ -271,14 +271,17 @@ mlfi_macros(SMFICTX *ctx, struct mlfi_conn *c, const char *const *names)
 			msg_set_macro(&c->msg, *names, v);
 }
 
-/* The queue id, once the MTA gives it (Postfix: at MAIL or at EOM). */
+/*
+ * The queue id, once the MTA gives it (Postfix: at MAIL or at EOM), made
+ * safe: it starts every log line of the message.
+ */
 static void
 mlfi_qid(SMFICTX *ctx, struct mlfi_conn *c)
 {
 	const char *qid = smfi_getsymval(ctx, "i");
 
 	if (qid != NULL && *qid != '\0')
-		snprintf(c->msg.qid, sizeof(c->msg.qid), "%s", qid);
+		util_safe(c->msg.qid, sizeof(c->msg.qid), qid, true);
 }
 
 static sfsistat
@@ -450,7 +453,7 @@ mlfi_eom(SMFICTX *ctx)
 	if (c == NULL)
 		return SMFIS_TEMPFAIL;
 	if ((qid = smfi_getsymval(ctx, "i")) != NULL)
-		snprintf(c->msg.qid, sizeof(c->msg.qid), "%s", qid);
+		util_safe(c->msg.qid, sizeof(c->msg.qid), qid, true);
 	msg_end_headers(&c->msg);
 	pipe_run(c->snap, &c->msg, &c->ps, &r);
 

@@ -154,4 +154,31 @@ for disp in 'attachment; filename="a.txt"|name="invoice.exe"' \
 		"refused: $disp"
 done
 
+# 8. The queue id comes from the MTA and starts every log line of the
+# message: a CR, LF or space in it (a broken or hostile MTA) could forge
+# a line; it is made safe like everything else that reaches the log.
+write_conf "$WORK/q.conf"
+start_milter "$WORK/q.conf"
+ok $? "edmilter starts"
+/usr/bin/python3 - "$MILTER_PORT" "$SRCDIR/tests" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+import milterclient
+c = milterclient.Conn(int(sys.argv[1]))
+c.connect("client.example.org", "192.0.2.7")
+c.helo("helo.example.org")
+c.macro("M", i="Q1\nFORGED: verdict=accept x")
+c.mail("a@example.com")
+c.rcpt("b@example.net")
+c.header("Subject", "qid")
+c.body(b"hello\r\n")
+c.macro("E", i="Q1\r\nFORGED: verdict=accept x")
+c.eom()
+c.close()
+PY
+stop_milter
+is "$(grep -c '^FORGED' "$MILTER_LOG")" 0 "a newline in the queue id forges no log line"
+like "$(cat "$MILTER_LOG")" 'Q1\?+FORGED:_verdict=accept_x: client=192\.0\.2\.7 ' \
+	"the queue id is logged made safe"
+
 done_testing
