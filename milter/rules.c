@@ -132,9 +132,16 @@ struct rules_test {
 
 enum rules_node_kind { N_OR, N_AND, N_NOT, N_TEST };
 
+/*
+ * A chain of and (or of or) is one node with its terms in an array, not a
+ * tree as deep as the chain is long: walks over the tree (evaluation,
+ * freeing) recurse only as deep as not and parentheses nest, which
+ * RULES_MAX_NESTING bounds, however many terms a condition has.
+ */
 struct rules_node {
 	enum rules_node_kind kind;
-	struct rules_node *left, *right; /* right NULL for N_NOT */
+	struct rules_node **kids; /* N_OR, N_AND: two or more; N_NOT: one */
+	size_t nkids;
 	struct rules_test test;
 };
 
@@ -212,10 +219,14 @@ struct rules_parser {
 	bool want_regex; /* the previous token was =~ or !~ */
 	bool quiet;	 /* skipping after an error: report nothing */
 	int depth;	 /* nesting of not and parentheses */
+	int ntests;	 /* tests so far in the rule's condition */
 };
 
 /* Deeper conditions are an error, not a stack overflow. */
 #define RULES_MAX_NESTING 200
+
+/* More tests in one rule's condition are an error: bounds its cost. */
+#define RULES_MAX_TESTS 1000
 
 static void rules_node_free(struct rules_node *n);
 
@@ -636,6 +647,12 @@ rules_parse_test(struct rules_parser *ps, enum rules_stage *stage)
 			rules_expected(ps, "a test");
 		return NULL;
 	}
+	if (++ps->ntests > RULES_MAX_TESTS) {
+		rules_error(ps, ps->tline, ps->tcol,
+			    "condition has more than %d tests",
+			    RULES_MAX_TESTS);
+		return NULL;
+	}
 	for (size_t i = 0; i < sizeof(rules_targets) / sizeof(*d); i++)
 		if (strcmp(ps->text.data, rules_targets[i].name) == 0)
 			d = &rules_targets[i];
@@ -719,7 +736,9 @@ rules_parse_unary1(struct rules_parser *ps, enum rules_stage *stage)
 			return NULL;
 		n = xcalloc(1, sizeof(*n));
 		n->kind = N_NOT;
-		n->left = c;
+		n->kids = xmalloc(sizeof(*n->kids));
+		n->kids[0] = c;
+		n->nkids = 1;
 		return n;
 	}
 	if (ps->tok == TK_LPAREN) {
@@ -737,13 +756,17 @@ rules_parse_unary1(struct rules_parser *ps, enum rules_stage *stage)
 	return rules_parse_test(ps, stage);
 }
 
-/* X and Y ..., or X or Y ...: left-associative. */
+/*
+ * X and Y ..., or X or Y ...: one node over all the terms, in order (a
+ * single term is returned as it is).
+ */
 static struct rules_node *
 rules_parse_binary(struct rules_parser *ps, enum rules_stage *stage,
 		   enum rules_node_kind kind)
 {
 	const char *word = kind == N_OR ? "or" : "and";
-	struct rules_node *l, *r, *n;
+	struct rules_node *l, *r, *n = NULL;
+	size_t cap = 0;
 
 	l = kind == N_OR ? rules_parse_binary(ps, stage, N_AND)
 			 : rules_parse_unary(ps, stage);
@@ -752,16 +775,22 @@ rules_parse_binary(struct rules_parser *ps, enum rules_stage *stage,
 		r = kind == N_OR ? rules_parse_binary(ps, stage, N_AND)
 				 : rules_parse_unary(ps, stage);
 		if (r == NULL) {
-			rules_node_free(l);
+			rules_node_free(n != NULL ? n : l);
 			return NULL;
 		}
-		n = xcalloc(1, sizeof(*n));
-		n->kind = kind;
-		n->left = l;
-		n->right = r;
-		l = n;
+		if (n == NULL) {
+			n = xcalloc(1, sizeof(*n));
+			n->kind = kind;
+			cap = 4;
+			n->kids = xmalloc(cap * sizeof(*n->kids));
+			n->kids[n->nkids++] = l;
+		} else if (n->nkids == cap) {
+			cap *= 2;
+			n->kids = xrealloc(n->kids, cap * sizeof(*n->kids));
+		}
+		n->kids[n->nkids++] = r;
 	}
-	return l;
+	return n != NULL ? n : l;
 }
 
 static struct rules_node *
@@ -1084,6 +1113,7 @@ rules_parse_rule(struct rules_parser *ps, struct rules *rs)
 	}
 	rules_next(ps);
 	r.stage = RULES_CONNECT;
+	ps->ntests = 0;
 	if ((r.cond = rules_parse_or(ps, &r.stage)) == NULL)
 		goto fail;
 	if (rules_parse_actions(ps, &r) < 0)
@@ -1240,13 +1270,15 @@ rules_load(const char *path, struct rules **out, struct errlist *errs)
 	return 0;
 }
 
+/* Recurses as deep as not and parentheses nest (see struct rules_node). */
 static void
 rules_node_free(struct rules_node *n)
 {
 	if (n == NULL)
 		return;
-	rules_node_free(n->left);
-	rules_node_free(n->right);
+	for (size_t i = 0; i < n->nkids; i++)
+		rules_node_free(n->kids[i]);
+	free(n->kids);
 	free(n->test.arg);
 	free(n->test.str);
 	free(n->test.cidrs);
@@ -1701,7 +1733,9 @@ rules_test_any(struct rules_ctx *c, const struct rules_test *t)
 
 /*
  * A condition. A false node leaves the matched text as it found it, so the
- * text kept is that of a test that made the rule true.
+ * text kept is that of a test that made the rule true. Terms are tried in
+ * order, and only until the first that decides an and or an or; recurses
+ * as deep as not and parentheses nest (see struct rules_node).
  */
 static bool
 rules_cond(struct rules_ctx *c, const struct rules_node *n)
@@ -1710,12 +1744,17 @@ rules_cond(struct rules_ctx *c, const struct rules_node *n)
 
 	switch (n->kind) {
 	case N_OR:
-		return rules_cond(c, n->left) || rules_cond(c, n->right);
+		for (size_t i = 0; i < n->nkids; i++)
+			if (rules_cond(c, n->kids[i]))
+				return true;
+		return false;
 	case N_AND:
-		r = rules_cond(c, n->left) && rules_cond(c, n->right);
+		r = true;
+		for (size_t i = 0; i < n->nkids && r; i++)
+			r = rules_cond(c, n->kids[i]);
 		break;
 	case N_NOT:
-		r = !rules_cond(c, n->left);
+		r = !rules_cond(c, n->kids[0]);
 		c->have_matched = had;
 		return r;
 	default:

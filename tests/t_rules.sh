@@ -4,13 +4,52 @@
 # RCPT time, before any DATA; a scored message arrives tagged with the
 # SpamAssassin-style headers; a quarantined one waits in the hold queue;
 # an executable attachment is refused at end of DATA. Then a broken rules
-# file at reload keeps the running set, and edmilter-scan shows which rule
-# matched and what text.
-if ! command -v postfix >/dev/null 2>&1; then
-	echo "1..0 # SKIP postfix is not installed"
-	exit 0
-fi
+# file at reload keeps the running set, edmilter-scan shows which rule
+# matched and what text, and a rule of 1000 tests decides in the daemon.
+# First, without Postfix: edmilter -n on long chains of and and or, at
+# most 1000 tests a rule.
 . "$(dirname "$0")/lib.sh"
+
+# Past 1000 tests a rule is an error naming file:line:column, never a
+# crash: 400,000 once crashed the daemon at its first message, and
+# 1,000,000 edmilter -n itself.
+NC="$WORK/n.conf"
+rules_n() { # rules_n FILE: what edmilter -n says of it, then its status
+	write_conf "$NC" "RulesPath $1"
+	"$EDMILTER" -n -c "$NC" 2>&1
+	echo "status=$?"
+}
+chain() { # chain N TEST SEP HEAD TAIL: HEAD, N tests joined by SEP, TAIL
+	/usr/bin/python3 - "$@" <<'EOF'
+import sys
+n, test, sep, head, tail = (a.replace("\\n", "\n") for a in sys.argv[1:])
+print(head + sep.join([test] * int(n)) + tail)
+EOF
+}
+chain 400000 'subject =~ /a/' ' and ' 'rule longand { ' ' => reject "x" }' \
+	>"$WORK/longand.rules"
+out=$(rules_n "$WORK/longand.rules")
+like "$out" \
+	'^[^ ]*/longand\.rules:1:19016: condition has more than 1000 tests$' \
+	"an and of 400,000 tests: an error at the 1001st test"
+like "$out" '^status=1$' "edmilter -n fails cleanly on it"
+chain 1000000 'subject =~ /a/' ' or\n' 'rule longor {\n' '\n=> reject "x" }' \
+	>"$WORK/longor.rules"
+out=$(rules_n "$WORK/longor.rules")
+like "$out" '/longor\.rules:1002:1: condition has more than 1000 tests' \
+	"an or of 1,000,000 tests, one a line: an error naming the line"
+like "$out" '^status=1$' "edmilter -n fails cleanly on it"
+chain 500 '(subject =~ /^zz/ or subject =~ /longchain/)' ' and ' \
+	'rule long { ' ' => reject 550 5.7.1 "long chain" }' >"$WORK/long.rules"
+out=$(rules_n "$WORK/long.rules")
+is "$out" "configuration OK
+status=0" "1000 tests in one rule: configuration OK"
+
+if ! command -v postfix >/dev/null 2>&1; then
+	skip "postfix is not installed"
+	done_testing
+	exit
+fi
 . "$SRCDIR/tests/postfix.sh"
 
 M="$WORK/msgs"
@@ -18,6 +57,7 @@ mkdir -p "$M"
 RULES="$WORK/rules"
 mkdir -p "$RULES"
 cp "$SRCDIR/rules/baseline.rules" "$RULES/10-baseline.rules"
+cp "$WORK/long.rules" "$RULES/15-long.rules"
 cat >"$RULES/20-local.rules" <<'EOR'
 rule block-sender {
     envelope.from =~ /@spammer\.example$/
@@ -68,6 +108,13 @@ grep -q "milter-reject: RCPT from .*: 550 5.1.1 no such user here; .*to=<nobody@
 ok $? "the refused recipient got 550 5.1.1 at RCPT"
 pf_wait_delivered 1
 is "$(pf_delivered_count)" 1 "delivered once, to the other recipient"
+
+# A rule of 1000 tests is evaluated, to its last test, in the daemon.
+msg "the longchain" >"$M/long.eml"
+reply=$(pf_send "$M/long.eml")
+is "$reply" '550 5.7.1 long chain' "a rule of 1000 tests refuses its message"
+kill -0 "$MILTER_PID"
+ok $? "edmilter is still running"
 
 # A scored message arrives tagged.
 msg "Cheap pills today" >"$M/spam.eml"

@@ -960,6 +960,182 @@ test_threads(void)
 	rules_free(rs);
 }
 
+/* Writes N tests joined by SEP after HEAD, then TAIL; returns the text. */
+static char *
+chain(const char *head, const char *test, const char *sep, const char *last,
+      int n, const char *tail)
+{
+	struct buf b = {0};
+
+	buf_printf(&b, "%s", head);
+	for (int i = 0; i < n - 1; i++)
+		buf_printf(&b, "%s%s", test, sep);
+	buf_printf(&b, "%s%s", last, tail);
+	return b.data;
+}
+
+/*
+ * Long chains of and and or: up to 1000 tests a rule they load and are
+ * evaluated as written; past it the rule is an error naming its place,
+ * however long the chain (400,000 tests once overflowed the stack in the
+ * daemon at the first message, 1,000,000 already at load).
+ */
+static void
+test_chains(void)
+{
+	static const char grp[] = "(subject =~ /x/ or not helo == \"y\") and ";
+	struct tmsg t;
+	struct rules_outcome o;
+	struct rules *rs;
+	char errs[1024], want[128], *text;
+	uint64_t t0;
+
+	tmsg_build(&t, msg1, sizeof(msg1) - 1);
+
+	/*
+	 * 1000 tests, one a line: all true (only the last notes a text),
+	 * then all but the last.
+	 */
+	text = chain("rule long {\n", "not subject =~ /zzz/", " and\n",
+		     "body =~ /w.rld/", 1000, " => reject \"x\" }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	ok(rs != NULL, "an and of 1000 tests loads (%s)", errs);
+	eval_all(rs, &t, &o);
+	ok(o.decided && o.action == ACT_REJECT && o.nhits == 1 &&
+	       !strcmp(o.hits[0].matched, "world"),
+	   "and of 1000: holds, its last test's text kept (%s)",
+	   o.nhits ? o.hits[0].matched : "");
+	rules_outcome_free(&o);
+	rules_free(rs);
+	text = chain("rule long {\n", "subject =~ /Caf/", " and\n",
+		     "body =~ /nomatch/", 1000, " => reject \"x\" }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	eval_all(rs, &t, &o);
+	ok(rs != NULL && !o.decided && o.nhits == 0,
+	   "and of 1000: false when only the last test is");
+	rules_outcome_free(&o);
+	rules_free(rs);
+
+	/* An or of 1000: only the last test holds. */
+	text = chain("rule long { ", "subject =~ /nomatch/", " or ",
+		     "subject =~ /Caf./", 1000, " => score 2 }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	ok(rs != NULL, "an or of 1000 tests loads (%s)", errs);
+	eval_all(rs, &t, &o);
+	ok(o.nhits == 1 && o.score == 2 &&
+	       !strcmp(o.hits[0].matched, "Caf\xc3\xa9"),
+	   "or of 1000: holds by its last test, whose text is kept");
+	rules_outcome_free(&o);
+	rules_free(rs);
+
+	/* and over or, parentheses and not: 500 groups of 2 tests. */
+	text = chain("rule long { ", grp, "",
+		     "(subject =~ /x/ or not helo == \"mx.example.org\")", 500,
+		     " => score 1 }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	eval_all(rs, &t, &o);
+	ok(rs != NULL && o.nhits == 0,
+	   "1000 tests in groups: false by the last group (%s)", errs);
+	rules_outcome_free(&o);
+	rules_free(rs);
+	text =
+	    chain("rule long { ", grp, "", "(subject =~ /x/ or helo != \"y\")",
+		  500, " => score 1 }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	eval_all(rs, &t, &o);
+	ok(rs != NULL && o.nhits == 1, "1000 tests in groups: true (%s)", errs);
+	rules_outcome_free(&o);
+	rules_free(rs);
+
+	/* The limit is per rule: two rules of 1000 each. */
+	{
+		char *a = chain("rule a { ", "helo =~ /mx/", " and ",
+				"helo =~ /mx/", 1000, " => score 1 }\n");
+		char *b = chain("rule b { ", "helo =~ /zz/", " or ",
+				"helo =~ /mx/", 1000, " => score 2 }\n");
+		struct buf both = {0};
+
+		buf_printf(&both, "%s%s", a, b);
+		rs = load_str(both.data, errs, sizeof(errs));
+		eval_all(rs, &t, &o);
+		ok(rs != NULL && o.nhits == 2 && o.score == 3,
+		   "two rules of 1000 tests each load and hold (%s)", errs);
+		rules_outcome_free(&o);
+		rules_free(rs);
+		free(a);
+		free(b);
+		buf_free(&both);
+	}
+
+	/* 1001 tests: the 1001st is named. */
+	text = chain("rule long {\n", "subject =~ /Caf/", " and\n",
+		     "subject =~ /Caf/", 1001, " => reject \"x\" }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	is_str(rs == NULL ? errs : "(loaded)",
+	       ":1002:1: condition has more than 1000 tests",
+	       "an and of 1001 tests is an error at the 1001st");
+	rules_free(rs);
+	text = chain("rule long { ", "helo =~ /zz/", " or ", "helo =~ /mx/",
+		     1001, " => score 1 }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	snprintf(
+	    want, sizeof(want), ":1:%zu: condition has more than 1000 tests",
+	    strlen("rule long { ") + 1000 * strlen("helo =~ /zz/ or ") + 1);
+	is_str(rs == NULL ? errs : "(loaded)", want,
+	       "an or of 1001 tests is an error at the 1001st");
+	rules_free(rs);
+
+	/* Tests in parentheses and under not count too. */
+	text = chain("rule long { ", grp, "", "subject =~ /x/", 501,
+		     " => score 1 }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	snprintf(want, sizeof(want),
+		 ":1:%zu: condition has more than 1000 tests",
+		 strlen("rule long { ") + 500 * strlen(grp) + 1);
+	is_str(rs == NULL ? errs : "(loaded)", want,
+	       "tests within parentheses and under not count");
+	rules_free(rs);
+
+	/* The rule after one over the limit is still read. */
+	text =
+	    chain("rule long { ", "helo =~ /zz/", " and ", "helo =~ /mx/", 1001,
+		  " => score 1 }\nrule b { hello == \"x\" => score 1 }\n");
+	rs = load_str(text, errs, sizeof(errs));
+	free(text);
+	ok(rs == NULL &&
+	       strstr(errs, "more than 1000 tests|:2:10: unknown target") !=
+		   NULL,
+	   "the next rule's error is reported too (%s)", errs);
+	rules_free(rs);
+
+	/* 400,000 tests: an error, quickly, and no crash. */
+	text = chain("rule longand { ", "subject =~ /a/", " and ",
+		     "subject =~ /a/", 400000, " => reject \"x\" }\n");
+	t0 = util_now_ms();
+	rs = load_str(text, errs, sizeof(errs));
+	t0 = util_now_ms() - t0;
+	free(text);
+	is_str(rs == NULL ? errs : "(loaded)",
+	       ":1:19016: condition has more than 1000 tests",
+	       "an and of 400,000 tests is refused");
+	ok(t0 < 5000, "and refused quickly (%llu ms)", (unsigned long long)t0);
+	if (rs != NULL) {
+		/* Before the limit, this is where the daemon crashed. */
+		eval_all(rs, &t, &o);
+		rules_outcome_free(&o);
+	}
+	rules_free(rs);
+	tmsg_free(&t);
+}
+
 /* Headers that are edmilter's say what edmilter did: no rule adds them. */
 static void
 test_reserved(void)
@@ -987,6 +1163,7 @@ main(void)
 	log_init("unit_rules", LOG_MAIL, 1);
 	mime_init();
 	test_errors();
+	test_chains();
 	test_reserved();
 	test_golden();
 	test_targets();
