@@ -17,11 +17,16 @@ struct mime_limits {
 	size_t decoded_bytes; /* decoded bytes over all leaf parts */
 };
 
+/* Other names kept for one part; past it the limit "names" is noted. */
+#define MIME_MAX_NAMES 16
+
 struct mime_part {
-	char *type;	 /* declared content type, lower case: "text/plain" */
-	char *name;	 /* file name as a client shows it; NULL for none */
-	char *alt_name;	 /* another name some client may show instead
-			    (Content-Type name=, a second filename=) */
+	char *type;	  /* declared content type, lower case: "text/plain" */
+	char *name;	  /* file name as a client shows it; NULL for none */
+	char **alt_names; /* other names some client may show instead
+			     (Content-Type name=, more filename=), each
+			     once, at most MIME_MAX_NAMES */
+	size_t nalt_names;
 	size_t size;	 /* bytes once the transfer encoding is undone */
 	int depth;	 /* containers around it; 0 for a single-part message */
 	bool attachment; /* disposition attachment, or named and not inline */
@@ -42,7 +47,8 @@ struct mime_result {
 
 	/*
 	 * A limit was hit and what came before it is kept; limit says which:
-	 * "depth", "parts", "decoded_bytes", or "boundaries" when the message
+	 * "depth", "parts", "decoded_bytes", "names" (a part with more than
+	 * MIME_MAX_NAMES other names), or "boundaries" when the message
 	 * was cut before GMime saw it to bound GMime's boundary matching.
 	 */
 	bool limited;

@@ -205,13 +205,25 @@ mime_name(GMimeObject *o)
 	return name;
 }
 
+/* Is c among mp's other names already? */
+static bool
+mime_has_name(const struct mime_part *mp, const char *c)
+{
+	for (size_t i = 0; i < mp->nalt_names; i++)
+		if (strcmp(mp->alt_names[i], c) == 0)
+			return true;
+	return false;
+}
+
 /*
- * Another name some client may show instead of name: the Content-Type
- * name= beside a disposition filename=, or a second, different filename=.
- * NULL when there is none.
+ * The other names some client may show instead of name: the Content-Type
+ * name= beside a disposition filename=, every further filename= or name=
+ * (clients differ on which of a repeated parameter they show), each once,
+ * into mp; past MIME_MAX_NAMES the limit "names" is noted and the last
+ * name stays among them.
  */
-static char *
-mime_alt_name(GMimeObject *o, const char *name)
+static void
+mime_alt_names(struct mime_walk *w, GMimeObject *o, struct mime_part *mp)
 {
 	GMimeContentDisposition *d = g_mime_object_get_content_disposition(o);
 	GMimeParamList *lists[2] = {
@@ -220,9 +232,10 @@ mime_alt_name(GMimeObject *o, const char *name)
 	    d ? g_mime_content_disposition_get_parameters(d) : NULL,
 	};
 	static const char *params[2] = {"name", "filename"};
+	const char *name = mp->name;
 
 	if (name == NULL)
-		return NULL;
+		return;
 	for (int k = 0; k < 2; k++) {
 		int n = lists[k] ? g_mime_param_list_length(lists[k]) : 0;
 
@@ -237,12 +250,25 @@ mime_alt_name(GMimeObject *o, const char *name)
 			    v == NULL || *v == '\0')
 				continue;
 			c = mime_clean_name(v);
-			if (*c != '\0' && strcmp(c, name) != 0)
-				return c;
-			free(c);
+			if (*c == '\0' || strcmp(c, name) == 0 ||
+			    mime_has_name(mp, c)) {
+				free(c);
+				continue;
+			}
+			if (mp->nalt_names == MIME_MAX_NAMES) {
+				/* The last one seen stays: clients that
+				 * take a repeated parameter's last show it. */
+				free(mp->alt_names[MIME_MAX_NAMES - 1]);
+				mp->alt_names[MIME_MAX_NAMES - 1] = c;
+				mime_note_limit(w, "names");
+				continue;
+			}
+			if (mp->alt_names == NULL)
+				mp->alt_names = xcalloc(MIME_MAX_NAMES,
+							sizeof(*mp->alt_names));
+			mp->alt_names[mp->nalt_names++] = c;
 		}
 	}
-	return NULL;
 }
 
 /* Decodes a part's content (transfer encoding undone); NULL on failure. */
@@ -366,7 +392,9 @@ mime_leaf(struct mime_walk *w, GMimePart *part, int depth)
 	for (char *s = mp->type; *s; s++)
 		*s = g_ascii_tolower(*s);
 	mp->name = mime_name(o);
-	mp->alt_name = mime_alt_name(o, mp->name);
+	mp->alt_names = NULL;
+	mp->nalt_names = 0;
+	mime_alt_names(w, o, mp);
 	mp->size = raw->len;
 	mp->depth = depth;
 	mp->attachment =
@@ -565,7 +593,9 @@ mime_result_free(struct mime_result *r)
 	for (size_t i = 0; i < r->nparts; i++) {
 		free(r->parts[i].type);
 		free(r->parts[i].name);
-		free(r->parts[i].alt_name);
+		for (size_t j = 0; j < r->parts[i].nalt_names; j++)
+			free(r->parts[i].alt_names[j]);
+		free(r->parts[i].alt_names);
 	}
 	free(r->parts);
 	buf_free(&r->text);

@@ -1653,8 +1653,9 @@ rules_test_parts(struct rules_ctx *c, const struct rules_test *t)
 			    c, t,
 			    t->target == T_ATT_NAME ? pt->name : pt->type);
 		/* Every name some client may show is tested. */
-		if (!r && t->target == T_ATT_NAME && pt->alt_name != NULL)
-			r = rules_str_test_s(c, t, pt->alt_name);
+		for (size_t k = 0;
+		     !r && t->target == T_ATT_NAME && k < pt->nalt_names; k++)
+			r = rules_str_test_s(c, t, pt->alt_names[k]);
 		if (r)
 			return true;
 	}

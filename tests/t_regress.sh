@@ -136,11 +136,16 @@ j=$("$EDMSCAN" -c "$RC" --json "$WORK/big.eml" 2>/dev/null)
 like "$j" '"rules":\{"score":0\.0' "virus == false does not hold unscanned"
 
 # 7. An attachment's other names: every name some client may show is
-# tested by the baseline rules, trailing dots dropped as Windows does.
+# tested by the baseline rules, trailing dots dropped as Windows does; a
+# third name too, and past 16 names the last one still.
 write_conf "$RC" "RulesPath $SRCDIR/rules/baseline.rules"
 for disp in 'attachment; filename="a.txt"|name="invoice.exe"' \
 	'attachment; filename="a.txt"; filename="invoice.exe"|name="a.txt"' \
-	'attachment; filename="invoice.exe."|name="x"'; do
+	'attachment; filename="invoice.exe."|name="x"' \
+	'attachment; filename="a.pdf"; filename="c.exe"|name="b.txt"' \
+	'attachment; filename="a.pdf"|name="b.txt"; name="c.exe"' \
+	'attachment; filename="a.pdf"; filename="b.txt"; filename="c.exe"|name="a.pdf"' \
+	"attachment; $(i=0; while [ $i -lt 30 ]; do printf 'filename="f%d.txt"; ' $i; i=$((i + 1)); done)filename=\"last.exe\"|name=\"f0.txt\""; do
 	{
 		printf 'From: a@example.org\nSubject: names\nMIME-Version: 1.0\n'
 		printf 'Content-Type: multipart/mixed; boundary="B"\n\n--B\n'
@@ -153,6 +158,10 @@ for disp in 'attachment; filename="a.txt"|name="invoice.exe"' \
 	like "$j" '"verdict":"reject".*"name":"executable-attachment"' \
 		"refused: $disp"
 done
+like "$j" '"mime":\{"limited":true,' "past 16 names: the MIME limit is noted"
+like "$(grep 'f0.txt' "$WORK/names.eml" >/dev/null &&
+	"$EDMSCAN" -c "$RC" "$WORK/names.eml" 2>&1)" 'mime-limit: .*names' \
+	"... and named"
 
 # 8. The queue id comes from the MTA and starts every log line of the
 # message: a CR, LF or space in it (a broken or hostile MTA) could forge
