@@ -92,7 +92,9 @@ struct conf {
 
 /*
  * Reads path into a new conf. Every error found is added to errs as
- * "file:line: message"; returns 0, or -1 with *out left NULL.
+ * "file:line: message"; returns 0, or -1 with *out left NULL. A relative
+ * file or folder in it (PidFile, ClamAVDatabase, TemporaryDirectory,
+ * PublicSuffixList, RulesPath) is made absolute from path's folder.
  */
 int conf_load(const char *path, struct conf **out, struct errlist *errs);
 /* A conf with every default, for the offline scanner without -c. */

@@ -30,6 +30,7 @@ enum conf_type {
 	CT_CIDRS,
 	CT_DOUBLE,   /* a decimal number, min..max */
 	CT_FALLBACK, /* accept, quarantine, tempfail or reject */
+	CT_PATH,     /* a file or folder; relative: from the config's folder */
 };
 
 struct conf_key {
@@ -49,13 +50,13 @@ static const struct conf_key conf_keys[] = {
     {"SocketGroup", CT_STRING, O(socket_group), "", 0, 0},
     {"UserID", CT_STRING, O(user), "", 0, 0},
     {"AllowRoot", CT_BOOL, O(allow_root), "no", 0, 0},
-    {"PidFile", CT_STRING, O(pidfile), "", 0, 0},
+    {"PidFile", CT_PATH, O(pidfile), "", 0, 0},
     {"MilterTimeout", CT_INT, O(milter_timeout), "600", 10, 86400},
     {"Syslog", CT_BOOL, O(syslog), "yes", 0, 0},
     {"SyslogFacility", CT_FACILITY, O(syslog_facility), "mail", 0, 0},
     {"LogDebug", CT_BOOL, O(log_debug), "no", 0, 0},
     {"AuthservID", CT_STRING, O(authserv_id), "", 0, 0},
-    {"ClamAVDatabase", CT_STRING, O(clamav_db), "/var/lib/clamav", 0, 0},
+    {"ClamAVDatabase", CT_PATH, O(clamav_db), "/var/lib/clamav", 0, 0},
     {"ClamAVMaxScanSize", CT_SIZE, O(clamav_max_scansize), "400M", 1024,
      4 * GiB - 1},
     {"ClamAVMaxFileSize", CT_SIZE, O(clamav_max_filesize), "100M", 1024,
@@ -64,7 +65,7 @@ static const struct conf_key conf_keys[] = {
     {"ClamAVMaxFiles", CT_INT, O(clamav_max_files), "10000", 1, 1000000},
     {"ClamAVMaxScanTime", CT_INT, O(clamav_max_scantime), "120000", 100,
      3600000},
-    {"TemporaryDirectory", CT_STRING, O(tmpdir), "/tmp", 0, 0},
+    {"TemporaryDirectory", CT_PATH, O(tmpdir), "/tmp", 0, 0},
     {"OnInfected", CT_ACTION, O(on_infected), "reject", 0, 0},
     {"ClamAVCheckInterval", CT_INT, O(clamav_check_interval), "600", 0, 86400},
     {"OnNoEngine", CT_FALLBACK, O(on_no_engine), "tempfail", 0, 0},
@@ -84,14 +85,14 @@ static const struct conf_key conf_keys[] = {
     {"AddReceivedSPF", CT_BOOL, O(add_received_spf), "no", 0, 0},
     {"MinimumKeyBits", CT_INT, O(min_key_bits), "1024", 512, 16384},
     {"MaximumSignatures", CT_INT, O(max_signatures), "5", 1, 16},
-    {"PublicSuffixList", CT_STRING, O(public_suffix_list),
+    {"PublicSuffixList", CT_PATH, O(public_suffix_list),
      "/usr/share/publicsuffix/effective_tld_names.dat", 0, 0},
     {"OnDMARCReject", CT_ACTION, O(on_dmarc_reject), "reject", 0, 0},
     {"OnDMARCQuarantine", CT_ACTION, O(on_dmarc_quarantine), "quarantine", 0,
      0},
     {"OnAuthTempError", CT_FALLBACK, O(on_auth_temp_error), "tempfail", 0, 0},
     {"OnAuthPermError", CT_FALLBACK, O(on_auth_perm_error), "accept", 0, 0},
-    {"RulesPath", CT_STRING, O(rules_path), "", 0, 0},
+    {"RulesPath", CT_PATH, O(rules_path), "", 0, 0},
     {"ScoreTag", CT_DOUBLE, O(score_tag), "5", -1000, 1000000},
     {"ScoreQuarantine", CT_DOUBLE, O(score_quarantine), "10", -1000, 1000000},
     {"ScoreReject", CT_DOUBLE, O(score_reject), "15", -1000, 1000000},
@@ -171,6 +172,66 @@ conf_parse_cidrs(struct conf *c, const char *val, char *err, size_t errlen)
 	return rc;
 }
 
+/*
+ * val as an absolute path. A relative one is taken from the folder of the
+ * config file (c->path; a relative c->path from the current folder), so
+ * that it names the same file for -n, edmilter-scan and the daemon, in
+ * the foreground or not (a daemon runs in /), at start and at reload.
+ */
+static char *
+conf_abspath(const struct conf *c, const char *val, char *err, size_t errlen)
+{
+	char cwd[PATH_MAX], buf[PATH_MAX];
+	const char *slash;
+	int dirlen, n;
+
+	if (val[0] == '/' || val[0] == '\0')
+		return xstrdup(val);
+	cwd[0] = '\0';
+	if (c->path[0] != '/') {
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			snprintf(err, errlen,
+				 "a relative path, and the current folder is "
+				 "unknown: %s",
+				 strerror(errno));
+			return NULL;
+		}
+		if (strcmp(cwd, "/") == 0)
+			cwd[0] = '\0';
+	}
+	slash = strrchr(c->path, '/');
+	dirlen = slash != NULL ? (int)(slash - c->path) : 0;
+	n = snprintf(buf, sizeof(buf), "%s%s%.*s/%s", cwd,
+		     c->path[0] != '/' && dirlen > 0 ? "/" : "", dirlen,
+		     c->path, val);
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		snprintf(err, errlen, "the path is too long");
+		return NULL;
+	}
+	return xstrdup(buf);
+}
+
+/*
+ * s for an error message: a byte that is not printable ASCII (a control
+ * byte, an 8-bit one) as \xNN.
+ */
+static const char *
+conf_shown(const char *s, char *out, size_t len)
+{
+	size_t n = 0;
+
+	for (; *s != '\0' && n + 5 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch >= 0x20 && ch < 0x7f)
+			out[n++] = (char)ch;
+		else
+			n += (size_t)snprintf(out + n, len - n, "\\x%02x", ch);
+	}
+	out[n] = '\0';
+	return out;
+}
+
 /* Stores val for key k in c; on error writes why into err. */
 static int
 conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
@@ -185,6 +246,15 @@ conf_set(struct conf *c, const struct conf_key *k, const char *val, char *err,
 		free(*(char **)p);
 		*(char **)p = xstrdup(val);
 		return 0;
+	case CT_PATH: {
+		char *abs = conf_abspath(c, val, err, errlen);
+
+		if (abs == NULL)
+			return -1;
+		free(*(char **)p);
+		*(char **)p = abs;
+		return 0;
+	}
 	case CT_SOCKET:
 		if (strncmp(val, "unix:", 5) != 0 &&
 		    strncmp(val, "local:", 6) != 0 &&
@@ -385,11 +455,14 @@ conf_addr_port(const char *s)
 	return util_addr_parse(host, a) == 0;
 }
 
+#define CONF_AUTHSERV_CHARS                                                    \
+	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
+
 /* The socket's port and path, the forwarders and the authserv-id. */
 static void
 conf_validate(const struct conf *c, struct errlist *errs)
 {
-	char where[300], *copy, *tok, *save = NULL, *end;
+	char where[300], shown[1024], *copy, *tok, *save = NULL, *end;
 	const char *s = c->socket;
 	long port;
 
@@ -415,13 +488,19 @@ conf_validate(const struct conf *c, struct errlist *errs)
 				    "address with an optional @port",
 				    where, tok);
 	free(copy);
+	/*
+	 * Written into Authentication-Results and matched against incoming
+	 * ones byte for byte: a host-name-like RFC 8601 authserv-id, nothing
+	 * that a header could carry otherwise or that a reader could skip.
+	 */
 	conf_where(c, "AuthservID", where, sizeof(where));
-	if (c->authserv_id[strcspn(c->authserv_id, " \t\"()<>,;:\\/[]?=")] !=
-	    '\0')
+	if (c->authserv_id[0] == '\0' ||
+	    c->authserv_id[strspn(c->authserv_id, CONF_AUTHSERV_CHARS)] != '\0')
 		errlist_add(errs,
-			    "%s: AuthservID: \"%s\" is not a token (no "
-			    "spaces, quotes or separators)",
-			    where, c->authserv_id);
+			    "%s: AuthservID: \"%s\" is not a host-name-like "
+			    "token (letters, digits, '.', '-' and '_' only)",
+			    where,
+			    conf_shown(c->authserv_id, shown, sizeof(shown)));
 }
 
 int
@@ -429,9 +508,10 @@ conf_load(const char *path, struct conf **out, struct errlist *errs)
 {
 	struct conf *c;
 	FILE *fp;
-	char *line = NULL, *key, *val, err[256];
+	char *line = NULL, *key, *val, err[256], shown[1024];
 	size_t cap = 0, before = errs->n;
 	unsigned lineno = 0;
+	ssize_t len;
 
 	*out = NULL;
 	if ((fp = fopen(path, "r")) == NULL) {
@@ -441,16 +521,23 @@ conf_load(const char *path, struct conf **out, struct errlist *errs)
 	c = conf_defaults();
 	free(c->path);
 	c->path = xstrdup(path);
-	while (getline(&line, &cap, fp) != -1) {
+	while ((len = getline(&line, &cap, fp)) != -1) {
 		const struct conf_key *k;
 
 		lineno++;
+		/* The C string would end there, the rest of the value lost. */
+		if (memchr(line, '\0', (size_t)len) != NULL) {
+			errlist_add(errs, "%s:%u: a NUL byte in the line", path,
+				    lineno);
+			continue;
+		}
 		conf_split(line, &key, &val);
 		if (key == NULL)
 			continue;
 		if ((k = conf_find(key)) == NULL) {
 			errlist_add(errs, "%s:%u: unknown key \"%s\"", path,
-				    lineno, key);
+				    lineno,
+				    conf_shown(key, shown, sizeof(shown)));
 			continue;
 		}
 		if (*val == '\0') {
@@ -466,7 +553,8 @@ conf_load(const char *path, struct conf **out, struct errlist *errs)
 				    c->lines[k - conf_keys]);
 		else if (conf_set(c, k, val, err, sizeof(err)) < 0)
 			errlist_add(errs, "%s:%u: %s: bad value \"%s\": %s",
-				    path, lineno, k->name, val, err);
+				    path, lineno, k->name,
+				    conf_shown(val, shown, sizeof(shown)), err);
 		if (c->lines[k - conf_keys] == 0)
 			c->lines[k - conf_keys] = lineno;
 	}
@@ -490,7 +578,8 @@ conf_free(struct conf *c)
 		return;
 	for (size_t i = 0; i < NKEYS; i++)
 		if (conf_keys[i].type == CT_STRING ||
-		    conf_keys[i].type == CT_SOCKET)
+		    conf_keys[i].type == CT_SOCKET ||
+		    conf_keys[i].type == CT_PATH)
 			free(*(char **)((char *)c + conf_keys[i].off));
 	free(c->internal);
 	free(c->hostname);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +38,34 @@
 #define EDM_STOP_WAIT_S 30
 
 static const char *edm_conf_path = EDM_DEFAULT_CONF;
+static char edm_conf_abs[PATH_MAX];
+
+/*
+ * The config's path made absolute: the daemon runs in / and reads it again
+ * at every reload; relative paths in it are taken from its folder.
+ */
+static int
+edm_abs_conf(void)
+{
+	char cwd[PATH_MAX];
+	int n;
+
+	if (edm_conf_path[0] == '/')
+		return 0;
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		fprintf(stderr, "%s: the current folder is unknown: %s\n",
+			edm_conf_path, strerror(errno));
+		return -1;
+	}
+	n = snprintf(edm_conf_abs, sizeof(edm_conf_abs), "%s%s%s", cwd,
+		     strcmp(cwd, "/") == 0 ? "" : "/", edm_conf_path);
+	if (n < 0 || (size_t)n >= sizeof(edm_conf_abs)) {
+		fprintf(stderr, "%s: the path is too long\n", edm_conf_path);
+		return -1;
+	}
+	edm_conf_path = edm_conf_abs;
+	return 0;
+}
 
 static void
 edm_usage(void)
@@ -58,19 +88,85 @@ edm_print_errors(const struct errlist *errs)
 }
 
 /*
+ * Can UserID reach path with mode (as access(2): R_OK, W_OK, X_OK)? Root
+ * checking for another UserID asks from a child that became that user.
+ * Returns 0 or an errno value.
+ */
+static int
+edm_access_as(const struct conf *c, const char *path, int mode)
+{
+	struct passwd *pw;
+	pid_t pid;
+	int st;
+
+	if (c->user[0] == '\0' || geteuid() != 0 ||
+	    (pw = getpwnam(c->user)) == NULL || pw->pw_uid == geteuid())
+		return access(path, mode) == 0 ? 0 : errno;
+	if ((pid = fork()) < 0)
+		return errno;
+	if (pid == 0) {
+		if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+		    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+			_exit(EPERM);
+		_exit(access(path, mode) == 0 ? 0 : errno & 0xff);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return errno;
+	if (!WIFEXITED(st))
+		return EINTR;
+	return WEXITSTATUS(st);
+}
+
+/* " (as UserID name)" after a refusal when there is a UserID, else "". */
+static const char *
+edm_as(const struct conf *c, int e, char *buf, size_t len)
+{
+	if (c->user[0] == '\0' || (e != EACCES && e != EPERM))
+		return "";
+	snprintf(buf, len, " (as UserID %s)", c->user);
+	return buf;
+}
+
+/*
+ * The folder that would hold a file: where its path puts it, "." if
+ * nowhere (no folder named).
+ */
+static void
+edm_dirname(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		snprintf(dir, len, ".");
+	else if (slash == path)
+		snprintf(dir, len, "/");
+	else
+		snprintf(dir, len, "%.*s", (int)(slash - path), path);
+}
+
+/*
  * What only the running daemon would find out: the user to become, the
- * database and the public suffix list on disk.
+ * files and folders it opens (read and written as UserID, but the pid
+ * file and the socket made before it drops to it), the socket's group.
  */
 static void
 edm_check_system(const struct conf *c, struct errlist *errs)
 {
-	char where[300];
+	char where[300], as[300], dir[4096];
+	struct passwd *pw = NULL;
 	struct stat st;
+	int e;
 
 	conf_where(c, "UserID", where, sizeof(where));
-	if (c->user[0] != '\0' && getpwnam(c->user) == NULL)
+	if (c->user[0] != '\0' && (pw = getpwnam(c->user)) == NULL)
 		errlist_add(errs, "%s: UserID: no such user \"%s\"", where,
 			    c->user);
+	else if (pw != NULL && pw->pw_uid != getuid() && geteuid() != 0)
+		errlist_add(errs,
+			    "%s: UserID: only root can become \"%s\" (this "
+			    "is uid %ld)",
+			    where, c->user, (long)getuid());
 	if (c->user[0] == '\0' && getuid() == 0 && !c->allow_root)
 		errlist_add(errs,
 			    "%s: running as root: set UserID (or "
@@ -83,32 +179,87 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 	else if (!S_ISDIR(st.st_mode))
 		errlist_add(errs, "%s: ClamAVDatabase: %s: not a folder", where,
 			    c->clamav_db);
+	else if ((e = edm_access_as(c, c->clamav_db, R_OK | X_OK)) != 0)
+		errlist_add(errs, "%s: ClamAVDatabase: %s: %s%s", where,
+			    c->clamav_db, strerror(e),
+			    edm_as(c, e, as, sizeof(as)));
 	else if (!av_has_db_file(c->clamav_db))
 		errlist_add(errs, "%s: ClamAVDatabase: %s: %s", where,
 			    c->clamav_db, AV_NO_DB_FILE);
+	/* The engine's private folder is made in it at every load. */
+	conf_where(c, "TemporaryDirectory", where, sizeof(where));
+	if (stat(c->tmpdir, &st) < 0)
+		errlist_add(errs, "%s: TemporaryDirectory: %s: %s", where,
+			    c->tmpdir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		errlist_add(errs, "%s: TemporaryDirectory: %s: not a folder",
+			    where, c->tmpdir);
+	else if ((e = edm_access_as(c, c->tmpdir, W_OK | X_OK)) != 0)
+		errlist_add(errs,
+			    "%s: TemporaryDirectory: %s: cannot make a folder "
+			    "in it: %s%s",
+			    where, c->tmpdir, strerror(e),
+			    edm_as(c, e, as, sizeof(as)));
 	conf_where(c, "Socket", where, sizeof(where));
 	if (strncmp(c->socket, "unix:", 5) == 0 ||
 	    strncmp(c->socket, "local:", 6) == 0) {
-		char dir[4096], *slash;
+		const char *path = strchr(c->socket, ':') + 1;
 
-		snprintf(dir, sizeof(dir), "%s", strchr(c->socket, ':') + 1);
-		if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
-			*slash = '\0';
-			if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		edm_dirname(path, dir, sizeof(dir));
+		if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			errlist_add(errs,
+				    "%s: Socket: %s: no such folder "
+				    "for the socket",
+				    where, dir);
+		else if (access(dir, W_OK | X_OK) < 0)
+			errlist_add(errs,
+				    "%s: Socket: %s: cannot make the socket "
+				    "there: %s",
+				    where, dir, strerror(errno));
+		conf_where(c, "SocketGroup", where, sizeof(where));
+		if (c->socket_group[0] != '\0' &&
+		    getgrnam(c->socket_group) == NULL)
+			errlist_add(errs,
+				    "%s: SocketGroup: no such group \"%s\"",
+				    where, c->socket_group);
+	}
+	/* Written before the daemon drops to UserID. */
+	conf_where(c, "PidFile", where, sizeof(where));
+	if (c->pidfile[0] != '\0') {
+		edm_dirname(c->pidfile, dir, sizeof(dir));
+		if (stat(c->pidfile, &st) == 0) {
+			if (S_ISDIR(st.st_mode))
 				errlist_add(errs,
-					    "%s: Socket: %s: no such folder "
-					    "for the socket",
-					    where, dir);
+					    "%s: PidFile: %s: a folder, not a "
+					    "file",
+					    where, c->pidfile);
+			else if (access(c->pidfile, W_OK) < 0)
+				errlist_add(errs, "%s: PidFile: %s: %s", where,
+					    c->pidfile, strerror(errno));
+		} else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			errlist_add(errs,
+				    "%s: PidFile: %s: no such folder for the "
+				    "pid file",
+				    where, dir);
+		} else if (access(dir, W_OK | X_OK) < 0) {
+			errlist_add(errs,
+				    "%s: PidFile: %s: cannot write the pid "
+				    "file there: %s",
+				    where, dir, strerror(errno));
 		}
 	}
 	conf_where(c, "PublicSuffixList", where, sizeof(where));
-	if (c->auth_checks && access(c->public_suffix_list, R_OK) < 0)
-		errlist_add(errs, "%s: PublicSuffixList: %s: %s", where,
-			    c->public_suffix_list, strerror(errno));
+	if (c->auth_checks &&
+	    (e = edm_access_as(c, c->public_suffix_list, R_OK)) != 0)
+		errlist_add(errs, "%s: PublicSuffixList: %s: %s%s", where,
+			    c->public_suffix_list, strerror(e),
+			    edm_as(c, e, as, sizeof(as)));
 	conf_where(c, "RulesPath", where, sizeof(where));
-	if (c->rules_path[0] != '\0' && access(c->rules_path, R_OK) < 0)
-		errlist_add(errs, "%s: RulesPath: %s: %s", where, c->rules_path,
-			    strerror(errno));
+	if (c->rules_path[0] != '\0' &&
+	    (e = edm_access_as(c, c->rules_path, R_OK)) != 0)
+		errlist_add(errs, "%s: RulesPath: %s: %s%s", where,
+			    c->rules_path, strerror(e),
+			    edm_as(c, e, as, sizeof(as)));
 }
 
 /* -n: every error as file:line: message, or "configuration OK". */
@@ -205,41 +356,124 @@ edm_drop_privileges(const struct conf *c)
 	return 0;
 }
 
-static int
-edm_daemonize(void)
-{
-	pid_t pid = fork();
-	int fd;
-
-	if (pid < 0)
-		return -1;
-	if (pid > 0)
-		_exit(0);
-	setsid();
-	if (chdir("/") < 0)
-		return -1;
-	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
-		dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
-	}
-	return 0;
-}
-
-static void
-edm_write_pid(const char *path)
+static bool
+edm_write_pid(const char *path, pid_t pid)
 {
 	FILE *fp;
 
 	if (path[0] == '\0')
-		return;
+		return false;
 	if ((fp = fopen(path, "w")) == NULL) {
 		log_msg(LOG_ERR, "%s: cannot write the pid: %s", path,
 			strerror(errno));
-		return;
+		return false;
 	}
-	fprintf(fp, "%ld\n", (long)getpid());
-	fclose(fp);
+	fprintf(fp, "%ld\n", (long)pid);
+	if (fclose(fp) != 0) {
+		log_msg(LOG_ERR, "%s: cannot write the pid: %s", path,
+			strerror(errno));
+		unlink(path);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The pipe from the daemon to the process that started it, until the
+ * daemon serves: its stderr, and then one NUL byte for "serving".
+ */
+static int edm_ready_fd = -1;
+
+/*
+ * The process started waits for the daemon: it passes on what the daemon
+ * writes to stderr (its log with Syslog no), writes the pid file once the
+ * daemon serves and exits 0; if the daemon ends first, the start failed:
+ * it removes the socket (root still) and exits with the daemon's status.
+ */
+static void
+edm_wait_daemon(const struct conf *c, int fd, pid_t pid)
+{
+	char buf[4096], *nul;
+	sigset_t none;
+	ssize_t n;
+	int st, rc = 1;
+
+	/* The start can be interrupted; the daemon goes on. */
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	for (;;) {
+		if ((n = read(fd, buf, sizeof(buf))) < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		nul = memchr(buf, '\0', (size_t)n);
+		n = write(2, buf,
+			  nul != NULL ? (size_t)(nul - buf) : (size_t)n);
+		if (nul != NULL) {
+			edm_write_pid(c->pidfile, pid);
+			_exit(0);
+		}
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+		rc = WEXITSTATUS(st);
+	edm_socket_unlink(c);
+	fprintf(stderr, "%s: the daemon ended while starting%s\n", EDM_NAME,
+		c->syslog ? ": its log says why" : "");
+	_exit(rc);
+}
+
+static int
+edm_daemonize(const struct conf *c)
+{
+	int p[2], fd;
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -1;
+	fflush(NULL);
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid > 0) {
+		close(p[1]);
+		edm_wait_daemon(c, p[0], pid);
+	}
+	close(p[0]);
+	/* A write to a parent gone must not end the start. */
+	signal(SIGPIPE, SIG_IGN);
+	setsid();
+	if (chdir("/") < 0)
+		return -1;
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 0), dup2(fd, 1);
+		if (fd > 2)
+			close(fd);
+	}
+	dup2(p[1], 2);
+	edm_ready_fd = p[1];
+	return 0;
+}
+
+/* The daemon serves: its starter may go, stderr is no longer read. */
+static void
+edm_serving(void)
+{
+	ssize_t n;
+	int fd;
+
+	if (edm_ready_fd < 0)
+		return;
+	n = write(edm_ready_fd, "", 1);
+	(void)n;
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 2);
+		if (fd != 2)
+			close(fd);
+	}
+	if (edm_ready_fd != 2)
+		close(edm_ready_fd);
+	edm_ready_fd = -1;
 }
 
 /* Turns new connections away and waits for the messages in flight. */
@@ -524,6 +758,7 @@ main(int argc, char **argv)
 	struct snap *s;
 	sigset_t set;
 	int ch, foreground = 0, check = 0, rc;
+	bool sock_made = false, pid_made = false;
 	char err[EDM_ERRLEN];
 
 	/*
@@ -558,6 +793,8 @@ main(int argc, char **argv)
 		}
 	if (optind != argc)
 		edm_usage();
+	if (edm_abs_conf() < 0)
+		return 1;
 	if (check)
 		return edm_check(edm_conf_path);
 
@@ -582,14 +819,17 @@ main(int argc, char **argv)
 			c->socket);
 		goto fail;
 	}
+	sock_made = true;
 	smfi_settimeout((int)c->milter_timeout);
 	if (edm_socket_perms(c) < 0)
 		goto fail;
-	if (!foreground && edm_daemonize() < 0) {
+	/* Without -f, the process started writes the pid file. */
+	if (!foreground && edm_daemonize(c) < 0) {
 		log_msg(LOG_ERR, "cannot become a daemon: %s", strerror(errno));
 		goto fail;
 	}
-	edm_write_pid(c->pidfile);
+	if (foreground)
+		pid_made = edm_write_pid(c->pidfile, getpid());
 	if (edm_drop_privileges(c) < 0)
 		goto fail;
 
@@ -605,6 +845,7 @@ main(int argc, char **argv)
 	snap_install(s);
 	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures", EDM_NAME,
 		EDM_VERSION, c->socket, av_signatures(s->av));
+	edm_serving();
 	edm_serve();
 	rc = edm_smfi_rc;
 
@@ -621,6 +862,16 @@ main(int argc, char **argv)
 	conf_free(c);
 	return rc == MI_SUCCESS ? 0 : 1;
 fail:
+	/*
+	 * XXX a pid file or a socket in a folder that only root may write
+	 * stays behind when the start fails after the drop to UserID with -f
+	 * (without -f the process started, still root, removes the socket).
+	 */
+	if (pid_made)
+		unlink(c->pidfile);
+	if (sock_made)
+		edm_socket_unlink(c);
+	av_watch_free(edm_watch);
 	errlist_free(&errs);
 	conf_free(c);
 	return 1;

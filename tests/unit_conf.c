@@ -11,9 +11,9 @@
 
 static char tmpl[] = "/tmp/edm-unit-conf.XXXXXX";
 
-/* Writes text to a fresh file and returns its path. */
+/* Writes len bytes of text to a fresh file and returns its path. */
 static const char *
-write_file(const char *text)
+write_file(const char *text, size_t len)
 {
 	static char path[64];
 	FILE *fp;
@@ -21,17 +21,17 @@ write_file(const char *text)
 	snprintf(path, sizeof(path), "%s", tmpl);
 	int fd = mkstemp(path);
 	fp = fdopen(fd, "w");
-	fputs(text, fp);
+	fwrite(text, 1, len, fp);
 	fclose(fp);
 	return path;
 }
 
-/* Loads text; returns 0/-1 and the errors joined by '|'. */
+/* Loads len bytes of text; returns 0/-1 and the errors joined by '|'. */
 static int
-load(const char *text, struct conf **c, char *errs, size_t len)
+load_n(const char *text, size_t n, struct conf **c, char *errs, size_t len)
 {
 	struct errlist e = {0};
-	const char *path = write_file(text);
+	const char *path = write_file(text, n);
 	int rc = conf_load(path, c, &e);
 
 	errs[0] = '\0';
@@ -49,6 +49,12 @@ load(const char *text, struct conf **c, char *errs, size_t len)
 	return rc;
 }
 
+static int
+load(const char *text, struct conf **c, char *errs, size_t len)
+{
+	return load_n(text, strlen(text), c, errs, len);
+}
+
 int
 main(void)
 {
@@ -56,6 +62,8 @@ main(void)
 	char errs[2048];
 	uint8_t a[16];
 	struct cidr r;
+	static const char nul_line[] = "Syslog no\nOnInfected accept\0reject\n";
+	static const char ctl_err[] = ":2: AuthservID: \"mx\\x01.test\" is not";
 
 	/* Defaults. */
 	c = conf_defaults();
@@ -138,8 +146,8 @@ main(void)
 	       ":1: Socket: bad port in \"inet:99999@127.0.0.1\"|"
 	       ":2: Nameservers: \"x\" is not an address with an optional "
 	       "@port|"
-	       ":3: AuthservID: \"mx;x\" is not a token (no spaces, quotes or "
-	       "separators)",
+	       ":3: AuthservID: \"mx;x\" is not a host-name-like token "
+	       "(letters, digits, '.', '-' and '_' only)",
 	       "each names its line");
 	ok(load("Socket unix:run/e.sock\n", &c, errs, sizeof(errs)) == -1 &&
 	       strstr(errs, ":1: Socket: a unix socket needs an absolute "
@@ -152,6 +160,58 @@ main(void)
 	ok(load("Syslog no\n\nSyslog yes\n", &c, errs, sizeof(errs)) == -1 &&
 	       strcmp(errs, ":3: Syslog: given twice (first on line 1)") == 0,
 	   "a duplicate names the first line (%s)", errs);
+
+	/* A NUL byte would cut the value short: the line is refused. */
+	ok(load_n(nul_line, sizeof(nul_line) - 1, &c, errs, sizeof(errs)) ==
+		   -1 &&
+	       strcmp(errs, ":2: a NUL byte in the line") == 0,
+	   "a NUL byte in a line is an error naming it (%s)", errs);
+
+	/* AuthservID: a host-name-like token, other bytes shown escaped. */
+	ok(load("AuthservID mx-1.Example_2.test\n", &c, errs, sizeof(errs)) ==
+	       0,
+	   "AuthservID of letters, digits, '.', '-', '_' (%s)", errs);
+	conf_free(c);
+	ok(load("Syslog no\nAuthservID mx\001.test\n", &c, errs,
+		sizeof(errs)) == -1 &&
+	       strncmp(errs, ctl_err, strlen(ctl_err)) == 0,
+	   "AuthservID with a control byte fails, shown as \\x01 (%s)", errs);
+	ok(load("AuthservID mx\351.test\n", &c, errs, sizeof(errs)) == -1 &&
+	       strstr(errs, "\"mx\\xe9.test\"") != NULL,
+	   "AuthservID with an 8-bit byte fails (%s)", errs);
+	ok(load("OnInfected acc\033ept\n", &c, errs, sizeof(errs)) == -1 &&
+	       strstr(errs, "bad value \"acc\\x1bept\"") != NULL,
+	   "a bad value is shown with its control bytes escaped (%s)", errs);
+
+	/* Relative paths: from the config's folder, whatever the cwd. */
+	ok(load("RulesPath r/local.rules\nTemporaryDirectory tmp\n"
+		"PidFile /run/e.pid\nClamAVDatabase ../db\n",
+		&c, errs, sizeof(errs)) == 0,
+	   "relative paths load (%s)", errs);
+	if (c != NULL) {
+		is_str(c->rules_path, "/tmp/r/local.rules",
+		       "RulesPath from the config's folder");
+		is_str(c->tmpdir, "/tmp/tmp",
+		       "TemporaryDirectory from the config's folder");
+		is_str(c->clamav_db, "/tmp/../db", "ClamAVDatabase too");
+		is_str(c->pidfile, "/run/e.pid", "an absolute path is kept");
+		conf_free(c);
+	}
+	{
+		struct errlist e = {0};
+		const char *path = write_file("RulesPath r.rules\n", 18);
+		char cwd[4096];
+
+		c = NULL;
+		ok(getcwd(cwd, sizeof(cwd)) != NULL && chdir("/tmp") == 0 &&
+		       conf_load(path + 5, &c, &e) == 0 && chdir(cwd) == 0 &&
+		       strcmp(c->rules_path, "/tmp/r.rules") == 0,
+		   "a relative config: its folder from the current one (%s)",
+		   c != NULL ? c->rules_path : "");
+		conf_free(c);
+		errlist_free(&e);
+		unlink(path);
+	}
 
 	{
 		struct errlist e = {0};
