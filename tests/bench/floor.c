@@ -891,9 +891,12 @@ floor_rules(struct floor *f, const struct msg *m, const struct mime_result *mr)
 						   t->target == FT_ATT_NAME
 						       ? pt->name
 						       : pt->type);
-				if (rc == 0 && t->target == FT_ATT_NAME)
+				for (size_t a = 0;
+				     rc == 0 && t->target == FT_ATT_NAME &&
+				     a < pt->nalt_names;
+				     a++)
 					rc = floor_match_s(f, t->re,
-							   pt->alt_name);
+							   pt->alt_names[a]);
 			}
 			break;
 		case FT_HELO:
