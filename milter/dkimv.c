@@ -92,6 +92,15 @@ dkimv_empty_reply(unsigned char *buf, size_t buflen, const char *name, int type,
 	buf[5] = 1;			/* one question */
 	n = dkimv_wire_name(name, buf + NS_HFIXEDSZ,
 			    buflen - NS_HFIXEDSZ - NS_QFIXEDSZ);
+	/*
+	 * A name that is no DNS name (an empty label, one over 63 octets,
+	 * over 255 in all) has no key: still an answer, under a name that
+	 * fits (libopendkim reads the rcode, not the question), never a
+	 * failed query, which would make DMARC a temporary error.
+	 */
+	if (n < 0)
+		n = dkimv_wire_name("invalid", buf + NS_HFIXEDSZ,
+				    buflen - NS_HFIXEDSZ - NS_QFIXEDSZ);
 	if (n < 0)
 		return 0;
 	p = buf + NS_HFIXEDSZ + n;

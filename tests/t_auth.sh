@@ -301,6 +301,20 @@ is "$(field "$j" spf.result)/$(field "$j" dmarc.result)/$(field "$j" verdict)" \
 j=$(scan "$WORK/longlabel.eml" --ip 198.51.100.7 --from a@example.net)
 is "$(field "$j" dmarc.result)/$(field "$j" verdict)" none/accept \
 	"a 64-octet label in From alone: dmarc=none, accepted"
+# A DKIM signature whose key name is no DNS name (s=a..b, a 64-octet
+# selector, d= with an empty label) has no key: a spoof of a p=reject
+# domain carrying one is still refused, not tempfailed.
+for sd in 's=a..b; d=example.com' "s=x$(printf 'x%.0s' $(seq 63)); d=example.com" \
+	's=sel; d=foo..example.com'; do
+	{
+		printf 'DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; %s;\n' "$sd"
+		printf ' h=from:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\n'
+		msg "a@example.com"
+	} >"$WORK/badkey.eml"
+	j=$(scan "$WORK/badkey.eml" --ip 198.51.100.7 --from a@example.com)
+	is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/reject \
+		"DKIM key name that is no DNS name ($sd): dmarc=fail, rejected"
+done
 msg "a@x$long.example.org" >"$WORK/longlabel2.eml"
 j=$(scan "$WORK/longlabel2.eml" --ip 198.51.100.7 --from a@example.net)
 is "$(field "$j" dmarc.result)/$(field "$j" verdict)" fail/quarantine \
