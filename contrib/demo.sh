@@ -56,7 +56,8 @@ make -s -C "$BUILDDIR" || die "the build failed"
 DEMO=$(mktemp -d "${TMPDIR:-/tmp}/edmdemo.XXXXXX") || die "mktemp failed"
 MILTER_PID=""
 TESTFILES=/usr/share/clamav-testfiles
-HAM="$SRCDIR/../shared/corpora/spamassassin/easy-ham-1"
+# The public corpora: ../shared beside the clone, or SHARED=DIR.
+HAM="${SHARED:-$SRCDIR/../shared}/corpora/spamassassin/easy-ham-1"
 
 stop_milter() {
 	[ -n "$MILTER_PID" ] || return 0
@@ -293,7 +294,8 @@ if [ -d "$HAM" ]; then
 	done
 	sort -o "$DEMO/plan" "$DEMO/plan"
 else
-	echo "(no ../shared corpus here: the two ham messages are left out)"
+	echo "(no corpus at $HAM, SHARED=DIR names another:" \
+		"the two ham messages are left out)"
 fi
 
 say "Sending $(wc -l <"$DEMO/plan" | tr -d ' ') messages to 127.0.0.1:$PF_PORT"

@@ -812,11 +812,14 @@ main(int argc, char **argv)
 	}
 
 	/* The socket is opened while still privileged. */
+	errno = 0;
 	if (smfi_register(mlfi_desc) != MI_SUCCESS ||
 	    smfi_setconn(c->socket) != MI_SUCCESS ||
 	    smfi_opensocket(1) != MI_SUCCESS) {
-		log_msg(LOG_ERR, "%s: cannot open the milter socket",
-			c->socket);
+		/* libmilter says why only to syslog; errno is bind's. */
+		log_msg(LOG_ERR, "%s: cannot open the milter socket%s%s%s",
+			c->socket, errno ? " (" : "",
+			errno ? strerror(errno) : "", errno ? ")" : "");
 		goto fail;
 	}
 	sock_made = true;
@@ -845,6 +848,9 @@ main(int argc, char **argv)
 	snap_install(s);
 	log_msg(LOG_INFO, "%s %s starting: socket %s, %u signatures", EDM_NAME,
 		EDM_VERSION, c->socket, av_signatures(s->av));
+	if (!foreground && !c->syslog)
+		log_msg(LOG_WARNING, "Syslog no without -f: nothing is logged "
+				     "from now on");
 	edm_serving();
 	edm_serve();
 	rc = edm_smfi_rc;

@@ -109,6 +109,8 @@ DAEMONS="$DAEMONS $pid"
 like "$rc $out" '^0 .*starting: socket ' \
 	"cd DIR && edmilter -c rel.conf: exit 0 once it serves (Syslog no: its start shown)"
 like "$pid" '^[0-9]+$' "the pid file is written, in the config's folder"
+like "$out" 'Syslog no without -f: nothing is logged from now on' \
+	"Syslog no without -f: it says that the log ends there"
 sleep 1
 [ -n "$pid" ] && alive "$pid"
 ok $? "the daemon is still up (it read its config again after chdir /)"
@@ -218,6 +220,21 @@ is "$? $out" "0 configuration OK" "-n: all of them fixed, OK"
 
 # --- 4. Bytes that would be cut or carried. ---
 B="$WORK/bytes.conf"
+# A socket another process holds: the reason, bind's, is said.
+write_conf "$B"
+"$PY" -c 'import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+time.sleep(20)' "$MILTER_PORT" &
+holder=$!
+sleep 0.5
+out=$(timeout 30 "$EDMILTER" -f -c "$B" 2>&1)
+like "$?:$out" "^1:.*inet:$MILTER_PORT@127\.0\.0\.1: cannot open the milter socket \(Address already in use\)" \
+	"a socket in use: exit 1, and why"
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+
 write_conf "$B"
 n=$(($(wc -l <"$B") + 1))
 printf 'OnInfected accept\000reject\n' >>"$B"
