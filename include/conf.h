@@ -11,6 +11,8 @@
 #include "verdict.h"
 
 #define CONF_MAX_KEYS 96
+/* The longest TemporaryDirectory: libclamav works some levels below it. */
+#define CONF_MAX_TMPDIR 1024
 
 struct conf {
 	char *path;

@@ -489,6 +489,18 @@ conf_validate(const struct conf *c, struct errlist *errs)
 				    where, tok);
 	free(copy);
 	/*
+	 * libclamav makes its folders and files a few levels below it, one
+	 * more for each container it opens, and a path it cannot make there
+	 * it answers clean: TemporaryDirectory is kept short enough for
+	 * every level to fit.
+	 */
+	conf_where(c, "TemporaryDirectory", where, sizeof(where));
+	if (strlen(c->tmpdir) > CONF_MAX_TMPDIR)
+		errlist_add(errs,
+			    "%s: TemporaryDirectory: longer than %d bytes "
+			    "(libclamav's files below it must fit in a path)",
+			    where, CONF_MAX_TMPDIR);
+	/*
 	 * Written into Authentication-Results and matched against incoming
 	 * ones byte for byte: a host-name-like RFC 8601 authserv-id, nothing
 	 * that a header could carry otherwise or that a reader could skip.

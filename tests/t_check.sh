@@ -220,6 +220,36 @@ is "$? $out" "0 configuration OK" "-n: all of them fixed, OK"
 
 # --- 4. Bytes that would be cut or carried. ---
 B="$WORK/bytes.conf"
+# A TemporaryDirectory so long that libclamav's files below it would not
+# fit (it then answers clean): refused; one at the longest allowed still
+# finds the test program inside a zip inside the message.
+long="$WORK/t"
+while [ ${#long} -lt 1000 ]; do
+	long="$long/$(printf 'd%.0s' $(seq 60))"
+done
+long=$(printf '%s' "$long" | cut -c1-1024)
+mkdir -p "$long" "$long/$(printf 'e%.0s' $(seq 80))"
+write_conf "$B"
+conf_put "$B" "TemporaryDirectory $long/$(printf 'e%.0s' $(seq 80))"
+out=$("$EDMILTER" -n -c "$B" 2>&1)
+like "$?:$out" "^1:$B:[0-9]+: TemporaryDirectory: longer than 1024 bytes" \
+	"-n: a TemporaryDirectory over 1024 bytes is refused"
+conf_put "$B" "TemporaryDirectory $long"
+out=$("$EDMILTER" -n -c "$B" 2>&1)
+is "$? $out" "0 configuration OK" "-n: one of 1024 bytes is taken"
+if [ -f /usr/share/clamav-testfiles/clam.zip ]; then
+	{
+		printf 'From: a@example.com\nTo: b@example.net\nSubject: z\n'
+		printf 'MIME-Version: 1.0\nContent-Type: application/zip; name="c.zip"\n'
+		printf 'Content-Transfer-Encoding: base64\n\n'
+		base64 /usr/share/clamav-testfiles/clam.zip
+	} >"$WORK/zip.eml"
+	like "$("$EDMSCAN" -c "$B" "$WORK/zip.eml" 2>&1)" 'verdict: reject \(infected' \
+		"... and the test program in a zip is found below it"
+else
+	skip "clamav-testfiles is not installed"
+fi
+
 # A socket another process holds: the reason, bind's, is said.
 write_conf "$B"
 "$PY" -c 'import socket, sys, time
