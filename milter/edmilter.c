@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -320,13 +322,83 @@ edm_socket_perms(const struct conf *c)
 }
 
 /* A unix socket's file goes with the daemon (if it still may). */
+/* The path of a unix socket, NULL for an inet one. */
+static const char *
+edm_socket_path(const struct conf *c)
+{
+	if (strncmp(c->socket, "unix:", 5) == 0)
+		return c->socket + 5;
+	if (strncmp(c->socket, "local:", 6) == 0)
+		return c->socket + 6;
+	return NULL;
+}
+
+/* The socket file this process made: removed only if still the same. */
+static dev_t edm_sock_dev;
+static ino_t edm_sock_ino;
+
 static void
 edm_socket_unlink(const struct conf *c)
 {
-	if (strncmp(c->socket, "unix:", 5) == 0)
-		unlink(c->socket + 5);
-	else if (strncmp(c->socket, "local:", 6) == 0)
-		unlink(c->socket + 6);
+	const char *path = edm_socket_path(c);
+	struct stat st;
+
+	if (path != NULL && stat(path, &st) == 0 && st.st_dev == edm_sock_dev &&
+	    st.st_ino == edm_sock_ino)
+		unlink(path);
+}
+
+static void
+edm_socket_mark(const struct conf *c)
+{
+	const char *path = edm_socket_path(c);
+	struct stat st;
+
+	if (path != NULL && stat(path, &st) == 0) {
+		edm_sock_dev = st.st_dev;
+		edm_sock_ino = st.st_ino;
+	}
+}
+
+/*
+ * Is a unix socket's path answered by a running daemon? libmilter removes
+ * the file before it binds: a second start would take the socket from
+ * the first, which would then serve nobody.
+ */
+static bool
+edm_socket_in_use(const struct conf *c)
+{
+	const char *path = edm_socket_path(c);
+	struct sockaddr_un sun;
+	bool used;
+	int fd;
+
+	if (path == NULL || strlen(path) >= sizeof(sun.sun_path))
+		return false;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return false;
+	used = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	return used;
+}
+
+/* Only the pid file that names this process is removed at stop. */
+static void
+edm_pid_unlink(const char *path)
+{
+	FILE *fp;
+	long pid = 0;
+
+	if (path[0] == '\0' || (fp = fopen(path, "r")) == NULL)
+		return;
+	if (fscanf(fp, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(fp);
+	if (pid == (long)getpid())
+		unlink(path);
 }
 
 static int
@@ -812,6 +884,11 @@ main(int argc, char **argv)
 	}
 
 	/* The socket is opened while still privileged. */
+	if (edm_socket_in_use(c)) {
+		log_msg(LOG_ERR, "%s: in use: another daemon serves it",
+			c->socket);
+		goto fail;
+	}
 	errno = 0;
 	if (smfi_register(mlfi_desc) != MI_SUCCESS ||
 	    smfi_setconn(c->socket) != MI_SUCCESS ||
@@ -823,6 +900,7 @@ main(int argc, char **argv)
 		goto fail;
 	}
 	sock_made = true;
+	edm_socket_mark(c);
 	smfi_settimeout((int)c->milter_timeout);
 	if (edm_socket_perms(c) < 0)
 		goto fail;
@@ -855,8 +933,7 @@ main(int argc, char **argv)
 	edm_serve();
 	rc = edm_smfi_rc;
 
-	if (c->pidfile[0] != '\0')
-		unlink(c->pidfile);
+	edm_pid_unlink(c->pidfile);
 	edm_socket_unlink(c);
 	/* The engine dies with its last user, its temporary folder with it. */
 	snap_install(NULL);

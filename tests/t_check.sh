@@ -160,6 +160,38 @@ is "$? $out" "1 edmilter: the daemon ended while starting: its log says why" \
 [ ! -e "$F/edmilter.pid" ] && [ ! -e "$F/edmilter.sock" ]
 ok $? "Syslog yes: no pid file and no socket file left behind"
 
+# A second start on the unix socket of a running daemon is refused (it
+# would take the socket and leave the first serving nobody); the first
+# keeps its socket and pid file; a stale socket file is taken over.
+U="$WORK/twice"
+mkdir -p "$U"
+write_conf "$U/u.conf"
+conf_put "$U/u.conf" "Socket unix:$U/e.sock"
+conf_put "$U/u.conf" "PidFile $U/e.pid"
+out=$(timeout 60 "$EDMILTER" -c "$U/u.conf" 2>&1)
+is "$?" 0 "unix socket: the daemon starts"
+first=$(cat "$U/e.pid" 2>/dev/null)
+DAEMONS="$DAEMONS $first"
+ino=$(stat -c %i "$U/e.sock")
+out=$(timeout 60 "$EDMILTER" -c "$U/u.conf" 2>&1)
+like "$?:$out" "^1:.*unix:$U/e\.sock: in use: another daemon serves it" \
+	"a second start on the same unix socket: exit 1, and why"
+is "$(stat -c %i "$U/e.sock") $(cat "$U/e.pid")" "$ino $first" \
+	"the first daemon keeps its socket and its pid file"
+kill -TERM "$first"
+gone "$first"
+[ ! -e "$U/e.sock" ] && [ ! -e "$U/e.pid" ]
+ok $? "the first daemon removes both at stop"
+"$PY" -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])' "$U/e.sock"
+out=$(timeout 60 "$EDMILTER" -c "$U/u.conf" 2>&1)
+is "$?" 0 "a stale socket file (nobody listens) is taken over"
+pid=$(cat "$U/e.pid" 2>/dev/null)
+DAEMONS="$DAEMONS $pid"
+kill -TERM "$pid"
+gone "$pid"
+
 # --- 3. What the daemon would meet at start. ---
 C="$WORK/check.conf"
 write_conf "$C"
