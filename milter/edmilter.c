@@ -456,6 +456,19 @@ edm_write_pid(const char *path, pid_t pid)
  */
 static int edm_ready_fd = -1;
 
+/* The daemon being started, and whether its start was called off. */
+static volatile pid_t edm_starting_pid;
+static volatile sig_atomic_t edm_start_called_off;
+
+static void
+edm_start_signal(int sig)
+{
+	(void)sig;
+	edm_start_called_off = 1;
+	if (edm_starting_pid > 0)
+		kill(edm_starting_pid, SIGTERM);
+}
+
 /*
  * The process started waits for the daemon: it passes on what the daemon
  * writes to stderr (its log with Syslog no), writes the pid file once the
@@ -466,13 +479,23 @@ static void
 edm_wait_daemon(const struct conf *c, int fd, pid_t pid)
 {
 	char buf[4096], *nul;
-	sigset_t none;
+	struct sigaction sa;
+	bool no_pid = false;
 	ssize_t n;
 	int st, rc = 1;
 
-	/* The start can be interrupted; the daemon goes on. */
-	sigemptyset(&none);
-	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	/*
+	 * Interrupted, the start is called off: the daemon is told to stop
+	 * and waited for, so that "failed" never leaves one running.
+	 */
+	edm_starting_pid = pid;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = edm_start_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigemptyset(&sa.sa_mask);
+	pthread_sigmask(SIG_SETMASK, &sa.sa_mask, NULL);
 	for (;;) {
 		if ((n = read(fd, buf, sizeof(buf))) < 0 && errno == EINTR)
 			continue;
@@ -481,17 +504,24 @@ edm_wait_daemon(const struct conf *c, int fd, pid_t pid)
 		nul = memchr(buf, '\0', (size_t)n);
 		n = write(2, buf,
 			  nul != NULL ? (size_t)(nul - buf) : (size_t)n);
-		if (nul != NULL) {
-			edm_write_pid(c->pidfile, pid);
+		if (nul == NULL || edm_start_called_off)
+			continue;
+		if (c->pidfile[0] == '\0' || edm_write_pid(c->pidfile, pid))
 			_exit(0);
-		}
+		/* Started but not findable: called off too. */
+		kill(pid, SIGTERM);
+		edm_start_called_off = 1;
+		no_pid = true;
 	}
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
 		rc = WEXITSTATUS(st);
 	edm_socket_unlink(c);
-	fprintf(stderr, "%s: the daemon ended while starting%s\n", EDM_NAME,
+	fprintf(stderr, "%s: the daemon %s%s\n", EDM_NAME,
+		no_pid		       ? "is stopped: no pid file"
+		: edm_start_called_off ? "is stopped: the start was interrupted"
+				       : "ended while starting",
 		c->syslog ? ": its log says why" : "");
 	_exit(rc);
 }

@@ -160,6 +160,49 @@ is "$? $out" "1 edmilter: the daemon ended while starting: its log says why" \
 [ ! -e "$F/edmilter.pid" ] && [ ! -e "$F/edmilter.sock" ]
 ok $? "Syslog yes: no pid file and no socket file left behind"
 
+# A pid file that cannot be written: the daemon is not left running
+# unfindable; the start says so and fails.
+write_conf "$F/nopid.conf"
+conf_put "$F/nopid.conf" "Socket unix:$F/np.sock"
+conf_put "$F/nopid.conf" "PidFile $F/nonexistent/e.pid"
+out=$(timeout 60 "$EDMILTER" -c "$F/nopid.conf" 2>&1)
+like "$?:$(printf '%s' "$out" | tr '\n' ' ')" '^1:.*cannot write the pid: .*the daemon is stopped: no pid file' \
+	"a pid file that cannot be written: exit 1, the daemon stopped"
+[ ! -e "$F/np.sock" ] && ! pgrep -f "$F/nopid.conf" >/dev/null
+ok $? "... no daemon left, no socket file"
+
+# The start interrupted (its database slow to load: a FIFO): the daemon
+# is stopped as soon as it can be, never left running without a pid file.
+mkdir -p "$F/slowdb"
+mkfifo "$F/slowdb/slow.ndb"
+write_conf "$F/slow.conf"
+conf_put "$F/slow.conf" "Socket unix:$F/slow.sock"
+conf_put "$F/slow.conf" "PidFile $F/slow.pid"
+conf_put "$F/slow.conf" "ClamAVDatabase $F/slowdb"
+timeout -k 5 60 "$EDMILTER" -c "$F/slow.conf" >"$F/slow.out" 2>&1 &
+starter=$!
+sleep 1
+kill -INT "$starter"
+sleep 0.5
+# The folder's files are read more than once: fed until the start ends.
+i=0
+while kill -0 "$starter" 2>/dev/null && [ $i -lt 30 ]; do
+	timeout 1 sh -c 'cat "$1"/*.ndb >"$2"' sh "$SIGS" "$F/slowdb/slow.ndb"
+	i=$((i + 1))
+done
+wait "$starter"
+rc=$?
+like "$rc:$(tr '\n' ' ' <"$F/slow.out")" '^[1-9][0-9]*:.*the daemon is stopped: the start was interrupted' \
+	"the start interrupted: exit non-zero, said"
+i=0
+while pgrep -f "$F/slow.conf" >/dev/null && [ $i -lt 150 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+! pgrep -f "$F/slow.conf" >/dev/null && [ ! -e "$F/slow.pid" ] &&
+	[ ! -e "$F/slow.sock" ]
+ok $? "... no daemon left, no pid file, no socket file"
+
 # A second start on the unix socket of a running daemon is refused (it
 # would take the socket and leave the first serving nobody); the first
 # keeps its socket and pid file; a stale socket file is taken over.
