@@ -712,7 +712,11 @@ static struct rules_node *
 rules_parse_unary(struct rules_parser *ps, enum rules_stage *stage)
 {
 	struct rules_node *n;
+	bool nests = rules_is_word(ps, "not") || ps->tok == TK_LPAREN;
 
+	/* A test itself is no level: 200 nots or parentheses are taken. */
+	if (!nests)
+		return rules_parse_unary1(ps, stage);
 	if (ps->depth >= RULES_MAX_NESTING) {
 		rules_error(ps, ps->tline, ps->tcol,
 			    "condition nested deeper than %d",

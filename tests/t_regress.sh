@@ -112,6 +112,17 @@ like "$(rules_check "$WORK/deep.rules")" \
 	>"$WORK/nots.rules"
 like "$(rules_check "$WORK/nots.rules")" 'nested deeper than 200' \
 	"100,000 nots: an error, not a crash"
+# The documented bound, exactly: 200 levels taken, 201 refused.
+for n in 200 201; do
+	/usr/bin/python3 -c 'import sys; n = int(sys.argv[1])
+print("rule a { " + "not " * (n // 2) + "(" * (n - n // 2) +
+      "subject =~ /hi/" + ")" * (n - n // 2) + " => score 1 }")' $n \
+		>"$WORK/n$n.rules"
+done
+is "$(rules_check "$WORK/n200.rules")" "configuration OK" \
+	"200 levels of not and parentheses: taken, as documented"
+like "$(rules_check "$WORK/n201.rules")" 'nested deeper than 200' \
+	"201 levels: refused"
 mkdir -p "$WORK/emptydir"
 is "$(rules_check "$WORK/emptydir")" "configuration OK" \
 	"a rules folder with no *.rules file: no rules"
