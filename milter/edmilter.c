@@ -147,6 +147,47 @@ edm_dirname(const char *path, char *dir, size_t len)
 		snprintf(dir, len, "%.*s", (int)(slash - path), path);
 }
 
+static bool
+edm_is_db_file(const char *name)
+{
+	return av_is_db_name(name);
+}
+
+static bool
+edm_is_rules_file(const char *name)
+{
+	size_t l = strlen(name);
+
+	return name[0] != '.' && l > 6 && strcmp(name + l - 6, ".rules") == 0;
+}
+
+/*
+ * Every file of folder dir that the daemon reads (as is_one tells) must be
+ * readable as UserID: the folder's own mode says nothing of its files.
+ */
+static void
+edm_check_files(const struct conf *c, const char *dir,
+		bool (*is_one)(const char *), const char *key,
+		const char *where, struct errlist *errs)
+{
+	char path[4096], as[300];
+	struct dirent *de;
+	DIR *dp;
+	int e;
+
+	if ((dp = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(dp)) != NULL) {
+		if (!is_one(de->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if ((e = edm_access_as(c, path, R_OK)) != 0)
+			errlist_add(errs, "%s: %s: %s: %s%s", where, key, path,
+				    strerror(e), edm_as(c, e, as, sizeof(as)));
+	}
+	closedir(dp);
+}
+
 /*
  * What only the running daemon would find out: the user to become, the
  * files and folders it opens (read and written as UserID, but the pid
@@ -188,6 +229,9 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 	else if (!av_has_db_file(c->clamav_db))
 		errlist_add(errs, "%s: ClamAVDatabase: %s: %s", where,
 			    c->clamav_db, AV_NO_DB_FILE);
+	else
+		edm_check_files(c, c->clamav_db, edm_is_db_file,
+				"ClamAVDatabase", where, errs);
 	/* The engine's private folder is made in it at every load. */
 	conf_where(c, "TemporaryDirectory", where, sizeof(where));
 	if (stat(c->tmpdir, &st) < 0)
@@ -262,6 +306,10 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 		errlist_add(errs, "%s: RulesPath: %s: %s%s", where,
 			    c->rules_path, strerror(e),
 			    edm_as(c, e, as, sizeof(as)));
+	else if (c->rules_path[0] != '\0' && stat(c->rules_path, &st) == 0 &&
+		 S_ISDIR(st.st_mode))
+		edm_check_files(c, c->rules_path, edm_is_rules_file,
+				"RulesPath", where, errs);
 }
 
 /* -n: every error as file:line: message, or "configuration OK". */

@@ -259,10 +259,28 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 	chmod 1777 "$WORK/private"
 	out=$("$EDMILTER" -n -c "$C" 2>&1)
 	is "$? $out" "0 configuration OK" "-n: once UserID can write to it, OK"
+	# The files in a readable folder, each: the folder says nothing of them.
+	mkdir -m 755 "$WORK/udb" "$WORK/urules"
+	cp "$SIGS"/*.ndb "$WORK/udb/"
+	chmod 600 "$WORK/udb/"*.ndb
+	printf 'rule a { subject =~ /x/ => score 1 }\n' >"$WORK/urules/a.rules"
+	chmod 600 "$WORK/urules/a.rules"
+	conf_put "$C" "ClamAVDatabase $WORK/udb"
+	conf_put "$C" "RulesPath $WORK/urules"
+	out=$("$EDMILTER" -n -c "$C" 2>&1)
+	like "$?:$(printf '%s' "$out" | tr '\n' ' ')" "^1:$C:[0-9]+: ClamAVDatabase: $WORK/udb/[a-z.-]+\.ndb: Permission denied \(as UserID nobody\) $C:[0-9]+: RulesPath: $WORK/urules/a\.rules: Permission denied \(as UserID nobody\)" \
+		"-n: a database file and a rules file UserID cannot read, each named"
+	chmod 644 "$WORK/udb/"*.ndb "$WORK/urules/a.rules"
+	out=$("$EDMILTER" -n -c "$C" 2>&1)
+	is "$? $out" "0 configuration OK" "-n: once UserID can read them, OK"
+	conf_put "$C" "ClamAVDatabase $SIGS"
+	grep -v '^RulesPath ' "$C" >"$C.new" && mv "$C.new" "$C"
 	conf_put "$C" "UserID root"
 else
 	skip "not root: a TemporaryDirectory UserID cannot write to"
 	skip "not root: once UserID can write to it, OK"
+	skip "not root: a database file and a rules file UserID cannot read"
+	skip "not root: once UserID can read them, OK"
 fi
 conf_put "$C" "TemporaryDirectory $WORK"
 
