@@ -1284,9 +1284,16 @@ static int
 spf_job_sender(struct spf_job *j, const char *from)
 {
 	const char *at = strrchr(from, '@');
-	size_t local;
+	char dom[SPF_NAME_MAX + 2];
+	size_t local, dlen;
 
-	if (at == NULL || !spf_domain_valid(at + 1))
+	if (at == NULL || (dlen = strlen(at + 1)) >= sizeof(dom))
+		return -1;
+	/* An empty label at the end is no malformed name (RFC 7208 4.3). */
+	memcpy(dom, at + 1, dlen + 1);
+	if (dlen > 1 && dom[dlen - 1] == '.')
+		dom[dlen - 1] = '\0';
+	if (!spf_domain_valid(dom))
 		return -1;
 	local = (size_t)(at - from);
 	if (local > SPF_LOCAL_MAX)
@@ -1295,9 +1302,10 @@ spf_job_sender(struct spf_job *j, const char *from)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
 			return -1;
 	if (local == 0)
-		snprintf(j->sender, sizeof(j->sender), "postmaster%s", at);
+		snprintf(j->sender, sizeof(j->sender), "postmaster@%s", dom);
 	else
-		snprintf(j->sender, sizeof(j->sender), "%s", from);
+		snprintf(j->sender, sizeof(j->sender), "%.*s@%s", (int)local,
+			 from, dom);
 	j->domain = strrchr(j->sender, '@') + 1;
 	return 0;
 }

@@ -301,6 +301,15 @@ is "$(field "$j" spf.result)/$(field "$j" dmarc.result)/$(field "$j" verdict)" \
 j=$(scan "$WORK/longlabel.eml" --ip 198.51.100.7 --from a@example.net)
 is "$(field "$j" dmarc.result)/$(field "$j" verdict)" none/accept \
 	"a 64-octet label in From alone: dmarc=none, accepted"
+# A trailing dot on the sender's domain is no malformed name (RFC 7208
+# 4.3): checked as the domain without it.
+msg "a@example.com" >"$WORK/dot.eml"
+j=$(scan "$WORK/dot.eml" --ip 192.0.2.10 --from a@example.com.)
+is "$(field "$j" spf.result)/$(field "$j" dmarc.result)" pass/pass \
+	"MAIL FROM a@example.com. (a trailing dot): spf=pass as example.com"
+j=$(scan "$WORK/dot.eml" --ip 198.51.100.7 --from a@example.com.)
+is "$(field "$j" spf.result)" fail "... and fail from elsewhere"
+
 # A DKIM signature whose key name is no DNS name (s=a..b, a 64-octet
 # selector, d= with an empty label) has no key: a spoof of a p=reject
 # domain carrying one is still refused, not tempfailed.
