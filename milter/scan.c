@@ -107,15 +107,16 @@ scan_json_str(const char *s)
 
 	putchar('"');
 	while (p != NULL && *p) {
+		n = scan_utf8_len(p);
 		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p), n = 1;
+			printf("\\%c", *p);
 		else if (*p < 0x20 || *p == 0x7f)
-			printf("\\u%04x", *p), n = 1;
-		else if ((n = scan_utf8_len(p)) == 0)
-			fputs("\\ufffd", stdout), n = 1;
-		else
+			printf("\\u%04x", *p);
+		else if (n > 0)
 			fwrite(p, 1, n, stdout);
-		p += n;
+		else
+			fputs("\\ufffd", stdout);
+		p += n > 0 ? n : 1;
 	}
 	putchar('"');
 }
