@@ -184,12 +184,9 @@ starter=$!
 sleep 1
 kill -INT "$starter"
 sleep 0.5
-# The folder's files are read more than once: fed until the start ends.
-i=0
-while kill -0 "$starter" 2>/dev/null && [ $i -lt 30 ]; do
-	timeout 1 sh -c 'cat "$1"/*.ndb >"$2"' sh "$SIGS" "$F/slowdb/slow.ndb"
-	i=$((i + 1))
-done
+# The folder's files may be read more than once: fed until all is over.
+(while :; do cat "$SIGS"/*.ndb >"$F/slowdb/slow.ndb"; done) 2>/dev/null &
+feeder=$!
 wait "$starter"
 rc=$?
 like "$rc:$(tr '\n' ' ' <"$F/slow.out")" '^[1-9][0-9]*:.*the daemon is stopped: the start was interrupted' \
@@ -202,6 +199,11 @@ done
 ! pgrep -f "$F/slow.conf" >/dev/null && [ ! -e "$F/slow.pid" ] &&
 	[ ! -e "$F/slow.sock" ]
 ok $? "... no daemon left, no pid file, no socket file"
+kill "$feeder" 2>/dev/null
+wait "$feeder" 2>/dev/null
+# A cat the loop left waiting for a reader: let it write and go.
+timeout 2 cat "$F/slowdb/slow.ndb" >/dev/null 2>&1
+rm -f "$F/slowdb/slow.ndb"
 
 # A second start on the unix socket of a running daemon is refused (it
 # would take the socket and leave the first serving nobody); the first
