@@ -63,6 +63,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <glib.h>
+
 #include "log.h"
 #include "spf.h"
 #include "util.h"
@@ -1293,6 +1295,17 @@ spf_job_sender(struct spf_job *j, const char *from)
 	memcpy(dom, at + 1, dlen + 1);
 	if (dlen > 1 && dom[dlen - 1] == '.')
 		dom[dlen - 1] = '\0';
+	/* An SMTPUTF8 domain is looked up as its A-labels (RFC 8616 4). */
+	if (!g_str_is_ascii(dom)) {
+		char *a = g_hostname_to_ascii(dom);
+		bool fits = a != NULL && strlen(a) < sizeof(dom);
+
+		if (fits)
+			memcpy(dom, a, strlen(a) + 1);
+		g_free(a);
+		if (!fits)
+			return -1;
+	}
 	if (!spf_domain_valid(dom))
 		return -1;
 	local = (size_t)(at - from);

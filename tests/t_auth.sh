@@ -34,6 +34,7 @@ dns_zone example.org <<EOZ
 _dmarc TXT "v=DMARC1; p=quarantine"
 EOZ
 dns_zone xn--exmple-cua.com <<EOZ
+@ TXT "v=spf1 ip4:192.0.2.0/24 -all"
 _dmarc TXT "v=DMARC1; p=reject"
 EOZ
 dns_zone example.net <<EOZ
@@ -309,6 +310,17 @@ is "$(field "$j" spf.result)/$(field "$j" dmarc.result)" pass/pass \
 	"MAIL FROM a@example.com. (a trailing dot): spf=pass as example.com"
 j=$(scan "$WORK/dot.eml" --ip 198.51.100.7 --from a@example.com.)
 is "$(field "$j" spf.result)" fail "... and fail from elsewhere"
+
+# An SMTPUTF8 sender domain is looked up as its A-labels (RFC 8616).
+u="a@ex$(printf '\303\244')mple.com"
+msg "$u" >"$WORK/idn.eml"
+j=$(scan "$WORK/idn.eml" --ip 192.0.2.10 --from "$u")
+is "$(field "$j" spf.result)/$(field "$j" spf.domain)/$(field "$j" dmarc.result)" \
+	pass/xn--exmple-cua.com/pass \
+	"MAIL FROM with a U-label domain: SPF of its A-label, pass; DMARC aligned"
+j=$(scan "$WORK/idn.eml" --ip 198.51.100.7 --from "$u")
+is "$(field "$j" spf.result)/$(field "$j" verdict)" fail/reject \
+	"... and from elsewhere: fail, rejected under p=reject"
 
 # A DKIM signature whose key name is no DNS name (s=a..b, a 64-octet
 # selector, d= with an empty label) has no key: a spoof of a p=reject
