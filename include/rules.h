@@ -74,6 +74,8 @@ struct rules;
  * -1 (and *out NULL) when there is any error.
  */
 int rules_load(const char *path, struct rules **out, struct errlist *errs);
+/* Is name one rules_load reads from a folder (NAME.rules, not hidden)? */
+bool rules_is_file_name(const char *name);
 void rules_free(struct rules *r);
 /*
  * The earliest stage at which some rule is decided, for negotiation (the

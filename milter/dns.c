@@ -215,23 +215,22 @@ dns_name_ok(const char *name)
 enum dns_status
 dns_query(struct dns *d, const char *name, int type, struct ub_result **res)
 {
-	struct dns_q *q = xcalloc(1, sizeof(*q));
+	struct dns_q *q;
 	struct timespec until;
 	enum dns_status st;
 	bool done;
 	int id, rc = 0;
 
-	*res = NULL;
 	/*
 	 * A name that is no DNS name (from a header or an envelope) can
 	 * have no record, now or later: as NXDOMAIN (RFC 7208 4.3 says
 	 * "none" for SPF), never a temporary error the sender would retry
 	 * for ever.
 	 */
-	if (!dns_name_ok(name)) {
-		free(q);
+	*res = NULL;
+	if (!dns_name_ok(name))
 		return DNS_NXDOMAIN;
-	}
+	q = xcalloc(1, sizeof(*q));
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	q->refs = 2;

@@ -147,18 +147,15 @@ edm_dirname(const char *path, char *dir, size_t len)
 		snprintf(dir, len, "%.*s", (int)(slash - path), path);
 }
 
-static bool
-edm_is_db_file(const char *name)
+/* The path of a unix socket, NULL for an inet one. */
+static const char *
+edm_socket_path(const struct conf *c)
 {
-	return av_is_db_name(name);
-}
-
-static bool
-edm_is_rules_file(const char *name)
-{
-	size_t l = strlen(name);
-
-	return name[0] != '.' && l > 6 && strcmp(name + l - 6, ".rules") == 0;
+	if (strncmp(c->socket, "unix:", 5) == 0)
+		return c->socket + 5;
+	if (strncmp(c->socket, "local:", 6) == 0)
+		return c->socket + 6;
+	return NULL;
 }
 
 /*
@@ -197,6 +194,7 @@ static void
 edm_check_system(const struct conf *c, struct errlist *errs)
 {
 	char where[300], as[300], dir[4096];
+	const char *path;
 	struct passwd *pw = NULL;
 	struct stat st;
 	int e;
@@ -230,7 +228,7 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 		errlist_add(errs, "%s: ClamAVDatabase: %s: %s", where,
 			    c->clamav_db, AV_NO_DB_FILE);
 	else
-		edm_check_files(c, c->clamav_db, edm_is_db_file,
+		edm_check_files(c, c->clamav_db, av_is_db_name,
 				"ClamAVDatabase", where, errs);
 	/* The engine's private folder is made in it at every load. */
 	conf_where(c, "TemporaryDirectory", where, sizeof(where));
@@ -247,10 +245,7 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 			    where, c->tmpdir, strerror(e),
 			    edm_as(c, e, as, sizeof(as)));
 	conf_where(c, "Socket", where, sizeof(where));
-	if (strncmp(c->socket, "unix:", 5) == 0 ||
-	    strncmp(c->socket, "local:", 6) == 0) {
-		const char *path = strchr(c->socket, ':') + 1;
-
+	if ((path = edm_socket_path(c)) != NULL) {
 		edm_dirname(path, dir, sizeof(dir));
 		if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
 			errlist_add(errs,
@@ -308,7 +303,7 @@ edm_check_system(const struct conf *c, struct errlist *errs)
 			    edm_as(c, e, as, sizeof(as)));
 	else if (c->rules_path[0] != '\0' && stat(c->rules_path, &st) == 0 &&
 		 S_ISDIR(st.st_mode))
-		edm_check_files(c, c->rules_path, edm_is_rules_file,
+		edm_check_files(c, c->rules_path, rules_is_file_name,
 				"RulesPath", where, errs);
 }
 
@@ -342,14 +337,10 @@ edm_check(const char *path)
 static int
 edm_socket_perms(const struct conf *c)
 {
-	const char *path;
+	const char *path = edm_socket_path(c);
 	struct group *g;
 
-	if (strncmp(c->socket, "unix:", 5) == 0)
-		path = c->socket + 5;
-	else if (strncmp(c->socket, "local:", 6) == 0)
-		path = c->socket + 6;
-	else
+	if (path == NULL)
 		return 0;
 	if (chmod(path, (mode_t)c->socket_mode) < 0) {
 		log_msg(LOG_ERR, "%s: chmod: %s", path, strerror(errno));
@@ -370,16 +361,6 @@ edm_socket_perms(const struct conf *c)
 }
 
 /* A unix socket's file goes with the daemon (if it still may). */
-/* The path of a unix socket, NULL for an inet one. */
-static const char *
-edm_socket_path(const struct conf *c)
-{
-	if (strncmp(c->socket, "unix:", 5) == 0)
-		return c->socket + 5;
-	if (strncmp(c->socket, "local:", 6) == 0)
-		return c->socket + 6;
-	return NULL;
-}
 
 /* The socket file this process made: removed only if still the same. */
 static dev_t edm_sock_dev;

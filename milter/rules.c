@@ -1217,6 +1217,14 @@ rules_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+bool
+rules_is_file_name(const char *name)
+{
+	size_t l = strlen(name);
+
+	return name[0] != '.' && l > 6 && strcmp(name + l - 6, ".rules") == 0;
+}
+
 /* Every *.rules file of a folder, in name order. */
 static int
 rules_load_dir(const char *path, DIR *d, struct rules *rs, struct errlist *errs)
@@ -1227,10 +1235,7 @@ rules_load_dir(const char *path, DIR *d, struct rules *rs, struct errlist *errs)
 	int nerr = 0;
 
 	while ((de = readdir(d)) != NULL) {
-		size_t l = strlen(de->d_name);
-
-		if (de->d_name[0] == '.' || l <= 6 ||
-		    strcmp(de->d_name + l - 6, ".rules") != 0)
+		if (!rules_is_file_name(de->d_name))
 			continue;
 		names = xrealloc(names, (n + 1) * sizeof(*names));
 		names[n++] = xstrdup(de->d_name);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <glib.h>
+
 #include "edmilter.h"
 #include "log.h"
 #include "pipe.h"
@@ -64,37 +66,6 @@ scan_read(const char *path, struct buf *b)
 }
 
 /*
- * The length of the well-formed UTF-8 sequence at p (RFC 3629: no
- * overlong form, no surrogate, nothing past U+10FFFF), 0 if none.
- */
-static size_t
-scan_utf8_len(const unsigned char *p)
-{
-	size_t n;
-	unsigned long cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
-}
-
-/*
  * A JSON string: quotes, backslashes and control bytes escaped, a byte
  * that is not UTF-8 (from a message in another charset) as U+FFFD, so
  * that the output is always valid JSON (RFC 8259 8.1).
@@ -107,16 +78,20 @@ scan_json_str(const char *s)
 
 	putchar('"');
 	while (p != NULL && *p) {
-		n = scan_utf8_len(p);
+		/* Well-formed UTF-8 only (RFC 3629), as GLib checks it. */
+		bool ok =
+		    g_utf8_get_char_validated((const char *)p, -1) <= 0x10ffff;
+
+		n = ok ? (size_t)g_utf8_skip[*p] : 1;
 		if (*p == '"' || *p == '\\')
 			printf("\\%c", *p);
 		else if (*p < 0x20 || *p == 0x7f)
 			printf("\\u%04x", *p);
-		else if (n > 0)
+		else if (ok)
 			fwrite(p, 1, n, stdout);
 		else
 			fputs("\\ufffd", stdout);
-		p += n > 0 ? n : 1;
+		p += n;
 	}
 	putchar('"');
 }
